@@ -1,0 +1,32 @@
+# dietsnn: `make sim` (the main job) and `make test` (all tests). Both install into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SIM    ?= verilator
+IMAGES ?= 4
+MODEL  ?= cifar10
+
+.PHONY: install sim test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --no-deps -e . -c constraints.txt
+	touch $(STAMP)
+
+sim: install
+	$(VENV)/bin/dietsnn sim --model $(MODEL) --images $(IMAGES) --simulator $(SIM)
+
+test: install
+	$(PY) -m pytest -q -ra
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,538 @@
+"""The integer model file: one self-describing, versioned ``.npz`` per trained network.
+
+Layout of the file (a plain zip of ``.npy`` members, never pickled)::
+
+    manifest            uint8 [n]   UTF-8 JSON, described below
+    weights/<layer>     int8 or int16; conv [C_out, C_in, 3, 3], linear [F_out, F_in]
+
+Manifest (format version 1)::
+
+    {
+      "format": "dietsnn-model", "version": 1,
+      "name": "cifar10", "kind": "trained" | "random-test",
+      "timesteps": 5,
+      "input": {"shape": [3, 32, 32], "mean": [..3], "std": [..3], "scale": 0.017857, "bits": 8},
+      "classes": ["airplane", ...],
+      "layers": [
+        {"name": "conv1", "type": "conv", "in_shape": [3, 32, 32], "out_shape": [32, 32, 32],
+         "weight_bits": 8, "membrane_bits": 16, "leak_shift": 0, "threshold": 93},
+        {"name": "pool1", "type": "pool", "in_shape": [32, 32, 32], "out_shape": [32, 16, 16]},
+        ...
+        {"name": "fc", "type": "linear", "in_shape": [2048], "out_shape": [10],
+         "weight_bits": 8, "output": true}
+      ],
+      "provenance": {...free-form JSON: config, seed, epochs, dataset...},
+      "metrics": {...free-form JSON: measured accuracies...}
+    }
+
+Every field is checked on load; any problem raises :class:`ModelFileError` naming the file and
+the field. Writing is atomic: a temporary file in the same folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "dietsnn-model"
+VERSION = 1
+LAYER_TYPES = ("conv", "pool", "linear")
+MODEL_KINDS = ("trained", "random-test")
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+#: Per-channel mean and standard deviation of CIFAR-10 training pixels in [0, 1].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class ModelFileError(ValueError):
+    """A model file or manifest is malformed. The message names the file and the field."""
+
+
+def _fail(where: str, msg: str) -> None:
+    raise ModelFileError(f"{where}: {msg}")
+
+
+# --------------------------------------------------------------------------------------------
+# Input encoding
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputSpec:
+    """Direct input encoding: how the host turns uint8 pixels into the int8 image.
+
+    For channel ``c`` and pixel value ``x`` in 0..255::
+
+        n = (x / 255 - mean[c]) / std[c]                (per-channel normalisation)
+        q = clip(rint(n / scale), -(2^(bits-1) - 1), 2^(bits-1) - 1)
+
+    ``rint`` rounds half to even and is evaluated in float64. Because ``x`` takes only 256
+    values per channel the whole map is a lookup table (:meth:`lut`), which training, the
+    golden model and the host all share, so the int8 image is identical everywhere.
+    """
+
+    shape: tuple[int, int, int] = (3, 32, 32)
+    mean: tuple[float, ...] = CIFAR10_MEAN
+    std: tuple[float, ...] = CIFAR10_STD
+    scale: float = 1.0 / 56.0
+    bits: int = 8
+
+    def __post_init__(self) -> None:
+        check_input(self, "input")
+
+    def lut(self) -> np.ndarray:
+        """Lookup table ``int8/int16 [channels, 256]`` from pixel value to quantised input."""
+        x = np.arange(256, dtype=np.float64) / 255.0
+        mean = np.asarray(self.mean, dtype=np.float64)[:, None]
+        std = np.asarray(self.std, dtype=np.float64)[:, None]
+        qmax = 2 ** (self.bits - 1) - 1
+        q = np.clip(np.rint((x[None, :] - mean) / std / self.scale), -qmax, qmax)
+        return q.astype(np.int8 if self.bits <= 8 else np.int16)
+
+    def quantize(self, images: np.ndarray) -> np.ndarray:
+        """Quantise uint8 images ``[N, C, H, W]`` to the network's integer input."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != self.shape:
+            raise ValueError(
+                f"images must be uint8 [N, {', '.join(map(str, self.shape))}], "
+                f"not {images.dtype} {list(images.shape)}"
+            )
+        lut = self.lut()
+        return lut[np.arange(self.shape[0])[None, :, None, None], images]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "mean": list(self.mean), "std": list(self.std),
+                "scale": self.scale, "bits": self.bits}
+
+
+def check_input(spec: InputSpec, where: str) -> None:
+    if len(spec.shape) != 3 or not all(isinstance(v, int) and v > 0 for v in spec.shape):
+        _fail(where, f"field 'input.shape' must be 3 positive integers [C, H, W], not {spec.shape}")
+    c = spec.shape[0]
+    for key in ("mean", "std"):
+        v = getattr(spec, key)
+        if len(v) != c or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v):
+            _fail(where, f"field 'input.{key}' must be {c} finite numbers, not {v}")
+    if not all(x > 0 for x in spec.std):
+        _fail(where, f"field 'input.std' must be positive, not {spec.std}")
+    if not (isinstance(spec.scale, (int, float)) and math.isfinite(spec.scale) and spec.scale > 0):
+        _fail(where, f"field 'input.scale' must be a positive number, not {spec.scale!r}")
+    if not (isinstance(spec.bits, int) and 2 <= spec.bits <= 16):
+        _fail(where, f"field 'input.bits' must be an integer in 2..16, not {spec.bits!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the integer network.
+
+    Parameters
+    ----------
+    name : unique identifier (letters, digits, ``_``), used as ``weights/<name>``.
+    type : ``"conv"`` (3x3, stride 1, zero padding 1, no bias), ``"pool"`` (2x2 stride 2 OR
+        pooling of spikes) or ``"linear"`` (no bias; its input is flattened in C, H, W order).
+    in_shape, out_shape : ``[C, H, W]`` for conv and pool, ``[F]`` for linear.
+    weight_bits : signed bit width of the weights (conv, linear).
+    membrane_bits : ``B``, the signed width the membrane saturates to (hidden conv / linear).
+    leak_shift : ``k``; the leak is ``U >>> k``; ``0`` means no leak (IF neuron).
+    threshold : ``theta``, a positive integer in membrane units.
+    output : True for the last layer, the non-spiking output accumulator.
+    """
+
+    name: str
+    type: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    weight_bits: int | None = None
+    membrane_bits: int | None = None
+    leak_shift: int | None = None
+    threshold: int | None = None
+    output: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_shape", tuple(self.in_shape))
+        object.__setattr__(self, "out_shape", tuple(self.out_shape))
+        check_layer(self, f"layer {self.name!r}")
+
+    @property
+    def has_weights(self) -> bool:
+        return self.type in ("conv", "linear")
+
+    @property
+    def is_lif(self) -> bool:
+        """True for a spiking hidden layer (conv or linear that is not the output)."""
+        return self.has_weights and not self.output
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.type == "conv":
+            return (self.out_shape[0], self.in_shape[0], 3, 3)
+        if self.type == "linear":
+            return (self.out_shape[0], self.in_shape[0])
+        return ()
+
+    @property
+    def fan_in(self) -> int:
+        """Number of synapses per neuron."""
+        return int(np.prod(self.weight_shape[1:])) if self.has_weights else 0
+
+    @property
+    def neurons(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type,
+                             "in_shape": list(self.in_shape), "out_shape": list(self.out_shape)}
+        if self.has_weights:
+            d["weight_bits"] = self.weight_bits
+        if self.is_lif:
+            d.update(membrane_bits=self.membrane_bits, leak_shift=self.leak_shift,
+                     threshold=self.threshold)
+        if self.output:
+            d["output"] = True
+        return d
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_layer(layer: Layer, where: str) -> None:
+    if not (isinstance(layer.name, str) and layer.name.replace("_", "a").isalnum()
+            and layer.name[:1].isalpha()):
+        _fail(where, f"field 'name' must be letters, digits and '_' starting with a letter, "
+                     f"not {layer.name!r}")
+    if layer.type not in LAYER_TYPES:
+        _fail(where, f"field 'type' must be one of {', '.join(LAYER_TYPES)}, not {layer.type!r}")
+    for key in ("in_shape", "out_shape"):
+        shape = getattr(layer, key)
+        want = 1 if layer.type == "linear" else 3
+        if len(shape) != want or not all(_is_int(v) and v > 0 for v in shape):
+            _fail(where, f"field '{key}' must be {want} positive integers, not {list(shape)}")
+    c, o = layer.in_shape, layer.out_shape
+    if layer.type == "conv" and c[1:] != o[1:]:
+        _fail(where, f"field 'out_shape' of a conv keeps H and W: expected [C, {c[1]}, {c[2]}], "
+                     f"not {list(o)}")
+    if layer.type == "pool":
+        if c[1] % 2 or c[2] % 2:
+            _fail(where, f"field 'in_shape' of a pool needs even H and W, not {list(c)}")
+        if o != (c[0], c[1] // 2, c[2] // 2):
+            _fail(where, f"field 'out_shape' must be {[c[0], c[1] // 2, c[2] // 2]}, not {list(o)}")
+    if layer.has_weights:
+        if not (_is_int(layer.weight_bits) and 2 <= layer.weight_bits <= 16):
+            _fail(where, f"field 'weight_bits' must be an integer in 2..16, "
+                         f"not {layer.weight_bits!r}")
+    elif layer.weight_bits is not None:
+        _fail(where, "field 'weight_bits' is not allowed on a pool layer")
+    if layer.output and layer.type != "linear":
+        _fail(where, "field 'output' is only allowed on a linear layer")
+    if layer.is_lif:
+        b = layer.membrane_bits
+        if not (_is_int(b) and 2 <= b <= 32):
+            _fail(where, f"field 'membrane_bits' must be an integer in 2..32, not {b!r}")
+        k = layer.leak_shift
+        if not (_is_int(k) and 0 <= k < b):
+            _fail(where, f"field 'leak_shift' must be an integer in 0..{b - 1} "
+                         f"(0 = no leak), not {k!r}")
+        t = layer.threshold
+        if not (_is_int(t) and 0 < t < 2 ** (b - 1)):
+            _fail(where, f"field 'threshold' must be an integer in 1..{2 ** (b - 1) - 1} "
+                         f"(positive and below the membrane's maximum), not {t!r}")
+    else:
+        for key in ("membrane_bits", "leak_shift", "threshold"):
+            if getattr(layer, key) is not None:
+                _fail(where, f"field '{key}' is only allowed on a hidden conv or linear layer")
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Model:
+    """An integer LIF network: layers, integer weights, and what it was trained on.
+
+    Use :func:`load` / :meth:`save`; the golden model is :func:`dietsnn.golden.run`.
+    """
+
+    name: str
+    timesteps: int
+    input: InputSpec
+    layers: tuple[Layer, ...]
+    weights: dict[str, np.ndarray]
+    classes: tuple[str, ...] = CIFAR10_CLASSES
+    kind: str = "trained"
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(self.layers)
+        self.classes = tuple(self.classes)
+        self.validate("model")
+
+    # -- structure ---------------------------------------------------------------------------
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r}; layers are {[x.name for x in self.layers]}")
+
+    @property
+    def lif_layers(self) -> tuple[Layer, ...]:
+        return tuple(x for x in self.layers if x.is_lif)
+
+    @property
+    def output_layer(self) -> Layer:
+        return self.layers[-1]
+
+    def input_bound(self, layer: Layer) -> int:
+        """Largest magnitude of one input of ``layer``: the pixel range or 1 for spikes."""
+        if layer is self.layers[0]:
+            return 2 ** (self.input.bits - 1)
+        return 1
+
+    def current_bound(self, layer: Layer) -> int:
+        """Exact bound on ``|I_t|`` of ``layer`` for any input: ``max_j sum_i |W_ji| * x_max``."""
+        w = self.weights[layer.name].astype(np.int64)
+        per_neuron = np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)
+        return int(per_neuron.max(initial=0)) * self.input_bound(layer)
+
+    def current_bits(self, layer: Layer) -> int:
+        """Signed width that holds every current of ``layer`` (from the actual weights)."""
+        return signed_bits(self.current_bound(layer))
+
+    def output_bits(self) -> int:
+        """Signed width of the output accumulator ``V``: ``|V| <= T * current_bound(output)``."""
+        return signed_bits(self.timesteps * self.current_bound(self.output_layer))
+
+    # -- checks ------------------------------------------------------------------------------
+    def validate(self, where: str) -> None:
+        if not (isinstance(self.name, str) and self.name):
+            _fail(where, f"field 'name' must be a non-empty string, not {self.name!r}")
+        if self.kind not in MODEL_KINDS:
+            _fail(where, f"field 'kind' must be one of {', '.join(MODEL_KINDS)}, not {self.kind!r}")
+        if not (_is_int(self.timesteps) and 1 <= self.timesteps <= 1024):
+            _fail(where, f"field 'timesteps' must be an integer in 1..1024, "
+                         f"not {self.timesteps!r}")
+        if not self.layers:
+            _fail(where, "field 'layers' must list at least one layer")
+        names = [x.name for x in self.layers]
+        if len(set(names)) != len(names):
+            _fail(where, f"field 'layers' has duplicate names: {names}")
+        first = self.layers[0]
+        if first.type == "pool":
+            _fail(where, "field 'layers[0]' must be conv or linear: it takes the input image")
+        last = self.layers[-1]
+        if not (last.type == "linear" and last.output):
+            _fail(where, f"field 'layers[{len(self.layers) - 1}]' must be the output layer "
+                         f"(type linear, output true)")
+        for i, layer in enumerate(self.layers[:-1]):
+            if layer.output:
+                _fail(where, f"field 'layers[{i}].output': only the last layer is the output")
+        if not (isinstance(self.classes, tuple) and all(isinstance(c, str) for c in self.classes)
+                and len(self.classes) == last.out_shape[0]):
+            _fail(where, f"field 'classes' must be {last.out_shape[0]} strings (one per output), "
+                         f"not {list(self.classes)}")
+        prev: tuple[int, ...] = self.input.shape
+        for i, layer in enumerate(self.layers):
+            want = (int(np.prod(prev)),) if layer.type == "linear" else prev
+            if layer.in_shape != want:
+                _fail(where, f"field 'layers[{i}].in_shape' ({layer.name}) must be {list(want)} "
+                             f"to follow the previous layer, not {list(layer.in_shape)}")
+            prev = layer.out_shape
+        expected = {x.name for x in self.layers if x.has_weights}
+        if set(self.weights) != expected:
+            missing, extra = expected - set(self.weights), set(self.weights) - expected
+            _fail(where, f"weights: missing {sorted(missing)}, unknown {sorted(extra)}")
+        for layer in self.layers:
+            if layer.has_weights:
+                check_weights(layer, self.weights[layer.name], f"{where}: weights/{layer.name}")
+        # The golden model accumulates exactly; keep every sum far from int64 limits.
+        for layer in self.layers:
+            if layer.has_weights and self.current_bound(layer) >= 2 ** 40:
+                _fail(where, f"weights/{layer.name}: current bound {self.current_bound(layer)} "
+                             f"exceeds 2^40")
+
+    # -- file --------------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "name": self.name, "kind": self.kind,
+            "timesteps": self.timesteps, "input": self.input.to_json(),
+            "classes": list(self.classes), "layers": [x.to_json() for x in self.layers],
+            "provenance": self.provenance, "metrics": self.metrics,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model atomically (temporary file in the same folder, then rename)."""
+        self.validate("model")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        manifest = json.dumps(self.manifest(), indent=1, sort_keys=False).encode()
+        arrays = {"manifest": np.frombuffer(manifest, dtype=np.uint8)}
+        arrays.update({f"weights/{k}": np.ascontiguousarray(v) for k, v in self.weights.items()})
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def signed_bits(bound: int) -> int:
+    """Smallest signed two's-complement width holding every integer in ``[-bound, bound]``."""
+    return max(int(bound).bit_length() + 1, 2)
+
+
+def weight_dtype(bits: int) -> np.dtype:
+    return np.dtype(np.int8 if bits <= 8 else np.int16)
+
+
+def check_weights(layer: Layer, w: Any, where: str) -> None:
+    if not isinstance(w, np.ndarray):
+        _fail(where, f"must be a numpy array, not {type(w).__name__}")
+    want = weight_dtype(layer.weight_bits)
+    if w.dtype != want:
+        _fail(where, f"dtype must be {want} for {layer.weight_bits}-bit weights, not {w.dtype}")
+    if w.shape != layer.weight_shape:
+        _fail(where, f"shape must be {list(layer.weight_shape)}, not {list(w.shape)}")
+    lo, hi = -(2 ** (layer.weight_bits - 1)), 2 ** (layer.weight_bits - 1) - 1
+    if w.size and (w.min() < lo or w.max() > hi):
+        _fail(where, f"values must lie in {lo}..{hi} ({layer.weight_bits}-bit), "
+                     f"found {w.min()}..{w.max()}")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+_TOP_KEYS = {"format", "version", "name", "kind", "timesteps", "input", "classes", "layers",
+             "provenance", "metrics"}
+_INPUT_KEYS = {"shape", "mean", "std", "scale", "bits"}
+_LAYER_KEYS = {"name", "type", "in_shape", "out_shape", "weight_bits", "membrane_bits",
+               "leak_shift", "threshold", "output"}
+
+
+def _check_keys(d: Any, allowed: set[str], required: set[str], where: str) -> None:
+    if not isinstance(d, dict):
+        _fail(where, f"must be a JSON object, not {type(d).__name__}")
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        _fail(where, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+    missing = sorted(required - set(d))
+    if missing:
+        _fail(where, f"missing field(s) {missing}")
+
+
+def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) -> Model:
+    """Build and validate a :class:`Model` from a parsed manifest and its weight arrays."""
+    _check_keys(man, _TOP_KEYS, _TOP_KEYS, f"{where}: manifest")
+    if man["format"] != FORMAT:
+        _fail(where, f"field 'format' must be {FORMAT!r}, not {man['format']!r}")
+    if man["version"] != VERSION:
+        _fail(where, f"field 'version': unsupported version {man['version']!r}; "
+                     f"this dietsnn reads version {VERSION}")
+    inp = man["input"]
+    _check_keys(inp, _INPUT_KEYS, _INPUT_KEYS, f"{where}: field 'input'")
+    try:
+        spec = InputSpec(shape=tuple(inp["shape"]), mean=tuple(inp["mean"]),
+                         std=tuple(inp["std"]), scale=inp["scale"], bits=inp["bits"])
+    except (TypeError, ModelFileError) as e:
+        _fail(where, str(e))
+    if not isinstance(man["layers"], list):
+        _fail(where, "field 'layers' must be a list")
+    layers = []
+    for i, d in enumerate(man["layers"]):
+        _check_keys(d, _LAYER_KEYS, {"name", "type", "in_shape", "out_shape"},
+                    f"{where}: field 'layers[{i}]'")
+        try:
+            layers.append(Layer(**d))
+        except (TypeError, ModelFileError) as e:
+            _fail(where, f"field 'layers[{i}]': {e}")
+    for key in ("provenance", "metrics"):
+        if not isinstance(man[key], dict):
+            _fail(where, f"field '{key}' must be a JSON object")
+    if not isinstance(man["classes"], list):
+        _fail(where, "field 'classes' must be a list of strings")
+    try:
+        return Model(name=man["name"], timesteps=man["timesteps"], input=spec,
+                     layers=tuple(layers), weights=weights, classes=tuple(man["classes"]),
+                     kind=man["kind"], provenance=man["provenance"], metrics=man["metrics"])
+    except ModelFileError as e:
+        raise ModelFileError(f"{where}: {str(e).removeprefix('model: ')}") from None
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load and validate a model file. Raises :class:`ModelFileError` naming file and field."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        _fail(where, "no such file")
+    data = path.read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        _fail(where, "not a model file: expected a .npz (zip) archive; the file is truncated "
+                     "or of another kind")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            members = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        _fail(where, f"cannot read the archive (truncated or corrupt?): {e}")
+    if "manifest" not in members:
+        _fail(where, "missing member 'manifest'")
+    raw = members.pop("manifest")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        _fail(where, f"member 'manifest' must be uint8 [n] UTF-8 JSON, not {raw.dtype} "
+                     f"{list(raw.shape)}")
+    try:
+        man = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(where, f"member 'manifest' is not valid UTF-8 JSON: {e}")
+    weights = {}
+    for key, arr in members.items():
+        if not key.startswith("weights/"):
+            _fail(where, f"unknown member {key!r}; expected 'manifest' and 'weights/<layer>'")
+        weights[key.removeprefix("weights/")] = arr
+    return model_from_manifest(man, weights, where)
+
+
+def models_dir() -> Path:
+    """The folder of shipped models (``models/`` at the repository root)."""
+    env = os.environ.get("DIETSNN_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def shipped_models() -> dict[str, Path]:
+    d = models_dir()
+    return {p.stem: p for p in sorted(d.glob("*.npz"))} if d.is_dir() else {}
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """A path, or the name of a shipped model (``cifar10``, ``tiny``...)."""
+    p = Path(name_or_path)
+    if p.suffix == ".npz" or p.exists() or os.sep in str(name_or_path):
+        return p
+    shipped = shipped_models()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise ModelFileError(f"{name_or_path}: no such file and no shipped model of that name; "
+                         f"shipped: {', '.join(shipped) or 'none'} (in {models_dir()})")
+
+
+def load_model(name_or_path: str | os.PathLike) -> Model:
+    """Load a model file by path or shipped name."""
+    return load(resolve(name_or_path))

@@ -1,0 +1,1 @@
+"""dietsnn.sim"""

@@ -1,0 +1,248 @@
+"""The DIET-SNN network for training: the ANN, the float SNN and the quantised (QAT) SNN.
+
+One module holds the weights of every mode so the stages hand over without conversion:
+
+``ann``
+    ReLU network with max pooling and dropout (DIET-SNN's pre-training), on the dequantised
+    int8 input image ``q * input_scale``.
+``float``
+    The SNN in float units: ``u <- lam * u + I``, ``s = u > v_th``, ``u <- u - v_th * s``.
+``qat``
+    The SNN in integer units, identical to the golden model in eval mode::
+
+        W_int = clip(rint(W / s_w), -(2^(b-1) - 1), 2^(b-1) - 1)   (STE), s_w per layer
+        theta = clip(rint(v_th / S), 1, 2^(B-1) - 1)                (STE), S = layer scale
+        k     = rint(-log2(1 - lam)) in 1..B-1, or 0 (no leak)      (STE, lam_q = 1 - 2^-k)
+        S     = input_scale * s_w  (first layer),   s_w  (hidden layers: spikes are 0/1)
+
+    The first layer sees the int8 image ``q`` (the same current every step); membranes
+    saturate to ``B`` bits; the output layer accumulates ``V = sum_t W_int s_t`` and the loss
+    sees ``V * s_w(out)``.
+
+Integer values are carried in float32 tensors: every current and membrane is an integer far
+below 2^24, so float32 arithmetic on them is exact (and TF32 is exact too, since int8
+operands fit its 10-bit mantissa).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dietsnn.model import InputSpec, Layer
+from dietsnn.topology import build_layers
+
+from .lif import lif
+
+MODES = ("ann", "float", "qat")
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """``rint(x)`` forward, identity backward (straight-through estimator)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def leak_shift(lam: float, max_shift: int) -> int:
+    """Shift ``k`` of ``lam_q = 1 - 2^-k`` nearest to ``lam`` in log space; 0 = no leak."""
+    if lam >= 1.0:
+        return 0
+    k = round(-math.log2(max(1.0 - lam, 1e-30)))
+    if k > max_shift:
+        return 0
+    return max(k, 1)
+
+
+class DietSNN(nn.Module):
+    """Weights, thresholds and leaks of one topology; ``forward(q, mode=...)``.
+
+    Parameters
+    ----------
+    arch : architecture string (``dietsnn.topology``).
+    input_spec : the input encoding (its ``scale`` maps int8 pixels to float units).
+    timesteps : ``T``.
+    weight_bits, membrane_bits : quantisation widths (``membrane_bits`` may be a list, one per
+        LIF layer).
+    dropout : (ann, snn) dropout probabilities.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        *,
+        input_spec: InputSpec,
+        timesteps: int = 5,
+        weight_bits: int = 8,
+        membrane_bits: int | list[int] = 16,
+        dropout: tuple[float, float] = (0.2, 0.1),
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.input_spec = input_spec
+        self.timesteps = timesteps
+        self.weight_bits = weight_bits
+        self.dropout = dropout
+        self.layers: tuple[Layer, ...] = build_layers(arch, input_spec.shape)
+        n_lif = sum(x.is_lif for x in self.layers)
+        mb = [membrane_bits] * n_lif if isinstance(membrane_bits, int) else list(membrane_bits)
+        if len(mb) != n_lif:
+            raise ValueError(f"membrane_bits: give {n_lif} values (one per LIF layer), not {mb}")
+        self.membrane_bits = mb
+        self.weights = nn.ParameterList()
+        for layer in self.layers:
+            if layer.has_weights:
+                w = torch.empty(layer.weight_shape)
+                nn.init.kaiming_normal_(w, nonlinearity="relu")
+                if layer.output:  # small logits at the start: no batch norm to tame them
+                    w.mul_(0.1)
+                self.weights.append(nn.Parameter(w))
+        n_w = len(self.weights)
+        self.v_th = nn.Parameter(torch.ones(n_lif))
+        self.leak = nn.Parameter(torch.ones(n_lif))
+        self.register_buffer("w_scale", torch.ones(n_w))
+        self.register_buffer("lut", torch.from_numpy(input_spec.lut().astype("float32")))
+
+    # -- helpers -----------------------------------------------------------------------------
+    def quantize_input(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N, C, H, W]`` -> the integer image as float32 (the shared LUT)."""
+        c = torch.arange(images_u8.shape[1], device=images_u8.device)[None, :, None, None]
+        return self.lut[c, images_u8.long()]
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.weight_bits - 1) - 1
+
+    def set_weight_scales(self) -> None:
+        """Per-layer weight scale ``s_w = max|W| / (2^(b-1) - 1)`` (fixed during QAT)."""
+        with torch.no_grad():
+            for i, w in enumerate(self.weights):
+                self.w_scale[i] = w.abs().max().clamp_min(1e-8) / self.qmax
+
+    def int_weight(self, i: int) -> torch.Tensor:
+        w = self.weights[i] / self.w_scale[i]
+        return torch.clamp(round_ste(w), -self.qmax, self.qmax)
+
+    def layer_scale(self, i_weight: int) -> torch.Tensor:
+        """Float value of one integer unit of the membrane of weighted layer ``i_weight``."""
+        s = self.w_scale[i_weight]
+        return s * self.input_spec.scale if i_weight == 0 else s
+
+    def int_threshold(self, j: int, i_weight: int) -> torch.Tensor:
+        b = self.membrane_bits[j]
+        th = round_ste(self.v_th[j] / self.layer_scale(i_weight))
+        return torch.clamp(th, 1, 2 ** (b - 1) - 1)
+
+    def shift(self, j: int) -> int:
+        return leak_shift(float(self.leak[j].detach()), self.membrane_bits[j] - 1)
+
+    def quant_leak(self, j: int) -> torch.Tensor:
+        k = self.shift(j)
+        lam_q = 1.0 if k == 0 else 1.0 - 2.0 ** -k
+        return self.leak[j] + (lam_q - self.leak[j]).detach()
+
+    def clamp_parameters(self) -> None:
+        """Keep leaks in [0.5, 1] (shift >= 1 or no leak) and thresholds positive."""
+        with torch.no_grad():
+            self.leak.clamp_(0.5, 1.0)
+            self.v_th.clamp_(min=1e-4)
+
+    # -- forward -----------------------------------------------------------------------------
+    def _synapse(self, layer: Layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if layer.type == "conv":
+            return F.conv2d(x, w, padding=1)
+        return F.linear(x.flatten(1), w)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        mode: str = "qat",
+        *,
+        timesteps: int | None = None,
+        record: dict | None = None,
+    ) -> torch.Tensor:
+        """Logits (float units) for integer images ``q`` ``[N, C, H, W]`` (float32 tensor).
+
+        ``record`` (a dict) receives, per layer name, the spikes ``[T, N, ...]``; in ``qat``
+        mode also ``"_logits_int"``, the integer output membrane ``V``.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if mode == "ann":
+            return self._forward_ann(q)
+        t_steps = timesteps or self.timesteps
+        n = q.shape[0]
+        x: torch.Tensor | None = None  # spikes [T*N, ...]
+        iw = j = 0
+        drop = self.dropout[1] if self.training else 0.0
+        for layer in self.layers:
+            if layer.type == "pool":
+                x = F.max_pool2d(x, 2)
+                if record is not None:
+                    record[layer.name] = x.view(t_steps, n, *x.shape[1:])
+                continue
+            w = self.int_weight(iw) if mode == "qat" else self.weights[iw]
+            if x is None:
+                inp = q if mode == "qat" else q * self.input_spec.scale
+                cur = self._synapse(layer, inp, w)
+            else:
+                if drop > 0:
+                    shape = (1, n, *x.shape[1:])
+                    mask = torch.bernoulli(torch.full(shape, 1 - drop, device=x.device))
+                    x = (x.view(t_steps, n, *x.shape[1:]) * mask / (1 - drop)).flatten(0, 1)
+                cur = self._synapse(layer, x, w).view(t_steps, n, *layer.out_shape)
+            if layer.output:
+                v = cur.sum(0) if x is not None else cur * t_steps
+                if record is not None and mode == "qat":
+                    record["_logits_int"] = v
+                scale = self.w_scale[iw] if mode == "qat" else 1.0
+                return v * scale
+            if mode == "qat":
+                theta = self.int_threshold(j, iw)
+                lam = self.quant_leak(j)
+                b = self.membrane_bits[j]
+                s = lif(cur, theta, lam, shift=self.shift(j),
+                        bounds=(-(2.0 ** (b - 1)), 2.0 ** (b - 1) - 1),
+                        steps=t_steps if x is None else None)
+            else:
+                s = lif(cur, self.v_th[j], self.leak[j], shift=None, bounds=None,
+                        steps=t_steps if x is None else None)
+            if record is not None:
+                record[layer.name] = s
+            x = s.flatten(0, 1)
+            iw += 1
+            j += 1
+        raise AssertionError("the last layer is the output layer")
+
+    def _forward_ann(self, q: torch.Tensor) -> torch.Tensor:
+        x = q * self.input_spec.scale
+        iw = 0
+        for layer in self.layers:
+            if layer.type == "pool":
+                x = F.max_pool2d(x, 2)
+                continue
+            if iw > 0 and self.training and self.dropout[0] > 0:
+                x = F.dropout(x, self.dropout[0], training=True)
+            x = self._synapse(layer, x, self.weights[iw])
+            iw += 1
+            if not layer.output:
+                x = F.relu(x)
+        return x
+
+    # -- export ------------------------------------------------------------------------------
+    def integer_parameters(self) -> dict:
+        """Integer weights, thresholds and shifts exactly as the QAT forward uses them."""
+        with torch.no_grad():
+            weights, thresholds, shifts = [], [], []
+            iw = j = 0
+            for layer in self.layers:
+                if not layer.has_weights:
+                    continue
+                weights.append(self.int_weight(iw).cpu().numpy())
+                if layer.is_lif:
+                    thresholds.append(int(self.int_threshold(j, iw)))
+                    shifts.append(self.shift(j))
+                    j += 1
+                iw += 1
+        return {"weights": weights, "thresholds": thresholds, "leak_shifts": shifts}

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from dietsnn import golden
 from dietsnn.model import Model, weight_dtype
 

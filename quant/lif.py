@@ -56,47 +56,63 @@ class LIFFunction(torch.autograd.Function):
         static = steps is not None
         t_steps = steps if static else current.shape[0]
         shape = current.shape if static else current.shape[1:]
-        th = theta.detach()
+        th = float(theta)
         lam_f = float(lam)
-        u = torch.zeros(shape, dtype=current.dtype, device=current.device)
         pre = torch.empty((t_steps, *shape), dtype=current.dtype, device=current.device)
         spikes = torch.empty_like(pre)
+        u = None
         for t in range(t_steps):
-            a = leak_value(u, shift, lam_f) + (current if static else current[t])
+            a = pre[t]
+            cur = current if static else current[t]
+            if u is None:  # U_0 = 0
+                a.copy_(cur)
+            elif shift is None:
+                torch.add(cur, u, alpha=lam_f, out=a)
+            elif shift == 0:
+                torch.add(cur, u, out=a)
+            else:  # u - floor(u * 2^-k) + I
+                torch.mul(u, 2.0 ** -shift, out=a).floor_()
+                torch.sub(u, a, out=a).add_(cur)
             if bounds is not None:
-                a = torch.clamp(a, bounds[0], bounds[1])
-            pre[t] = a
-            s = (a > th).to(a.dtype)
-            spikes[t] = s
-            u = a - th * s
-        ctx.save_for_backward(pre, spikes, theta)
+                a.clamp_(bounds[0], bounds[1])
+            torch.gt(a, th, out=spikes[t])
+            u = torch.sub(a, spikes[t], alpha=th)
+        ctx.save_for_backward(pre, spikes)
+        ctx.theta = th
         ctx.lam = lam_f if shift is None else (1.0 if shift == 0 else 1.0 - 2.0 ** -shift)
         ctx.static = static
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes):  # noqa: D102
-        pre, spikes, theta = ctx.saved_tensors
-        th = theta.detach()
-        lam = ctx.lam
+        pre, spikes = ctx.saved_tensors
+        th, lam = ctx.theta, ctx.lam
+        inv = 1.0 / th
         t_steps = pre.shape[0]
-        g_u = torch.zeros_like(pre[0])
-        g_cur = torch.empty_like(pre) if not ctx.static else torch.zeros_like(pre[0])
+        g_cur = torch.empty_like(pre)
         g_theta = torch.zeros((), dtype=pre.dtype, device=pre.device)
         g_lam = torch.zeros((), dtype=pre.dtype, device=pre.device)
+        g_u = None
+        sur = torch.empty_like(pre[0])
         for t in range(t_steps - 1, -1, -1):
-            p = pre[t]
-            gs = grad_spikes[t] * surrogate(p, th)
-            g_p = g_u + gs / th
-            g_theta = g_theta - (g_u * spikes[t]).sum() - (gs * p).sum() / (th * th)
-            if ctx.static:
-                g_cur += g_p
+            p = pre[t].reshape(-1)
+            # ds/dP = 0.3 max(0, 1 - |P/theta - 1|) / theta, times dL/ds
+            torch.mul(p, inv, out=sur.view(-1)).sub_(1.0).abs_().mul_(-SURROGATE_ALPHA)
+            sur.add_(SURROGATE_ALPHA).clamp_(min=0.0).mul_(grad_spikes[t])
+            gs = sur.view(-1)
+            g_p = g_cur[t].view(-1)
+            if g_u is None:
+                torch.mul(gs, inv, out=g_p)
             else:
-                g_cur[t] = g_p
-            if t > 0:
-                u_prev = pre[t - 1] - th * spikes[t - 1]
-                g_lam = g_lam + (g_p * u_prev).sum()
+                torch.add(g_u, gs, alpha=inv, out=g_p)
+                g_theta -= torch.dot(g_u, spikes[t].reshape(-1))
+            g_theta -= torch.dot(gs, p) * (inv * inv)
+            if t > 0:  # U_{t-1} = P_{t-1} - theta s_{t-1}
+                g_lam += torch.dot(g_p, pre[t - 1].reshape(-1))
+                g_lam -= th * torch.dot(g_p, spikes[t - 1].reshape(-1))
             g_u = g_p * lam
+        if ctx.static:
+            g_cur = g_cur.sum(0)
         return g_cur, g_theta, g_lam, None, None, None
 
 
@@ -109,5 +125,19 @@ def lif(
     bounds: tuple[float, float] | None,
     steps: int | None = None,
 ) -> torch.Tensor:
-    """Spikes ``[T, ...]`` of a LIF layer; see :class:`LIFFunction`."""
-    return LIFFunction.apply(current, theta, lam, shift, bounds, steps)
+    """Spikes ``[T, ...]`` of a LIF layer; see :class:`LIFFunction`.
+
+    The update is elementwise, so it runs on the tensor's memory order (channels-last
+    currents stay channels-last, with no copies); the spikes come back in the same layout.
+    """
+    perm = sorted(range(current.dim()), key=lambda d: (-current.stride(d), d))
+    cur = current.permute(perm)
+    if not cur.is_contiguous():
+        cur = cur.contiguous()
+        perm = list(range(current.dim()))
+        cur = current.contiguous()
+    s = LIFFunction.apply(cur, theta, lam, shift, bounds, steps)
+    if steps is not None:
+        perm = [0] + [p + 1 for p in perm]
+    inv = sorted(range(len(perm)), key=lambda d: perm[d])
+    return s.permute(inv)

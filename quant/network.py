@@ -30,10 +30,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from dietsnn.model import InputSpec, Layer
 from dietsnn.topology import build_layers
+from torch import nn
 
 from .lif import lif
 
@@ -150,8 +149,10 @@ class DietSNN(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------
     def _synapse(self, layer: Layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if layer.type == "conv":
-            return F.conv2d(x, w, padding=1)
+        if layer.type == "conv":  # channels-last: about 2x faster convolutions on CPU
+            cl = torch.channels_last
+            return F.conv2d(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl),
+                            padding=1)
         return F.linear(x.flatten(1), w)
 
     def forward(

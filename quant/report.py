@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from dietsnn import golden
 from dietsnn.model import Model
 

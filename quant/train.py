@@ -30,9 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
 from dietsnn.model import InputSpec
+from tqdm import tqdm
 
 from .config import TrainConfig
 from .network import DietSNN

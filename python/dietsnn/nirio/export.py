@@ -1,0 +1,181 @@
+"""Integer model -> NIR graph (``dietsnn export-nir``).
+
+The mapping (the full table with equations is in ``docs/nir.md``), for a time step ``dt``
+(default :data:`DEFAULT_DT` = 1e-4 s, the value snnTorch and nirtorch assume)::
+
+    Input            the quantised image q (InputSpec.quantize), floats holding int8 values,
+                     presented unchanged at every time step
+    conv  (LIF)      Conv2d(3x3, stride 1, padding 1, bias 0, weight = integer W)
+                     -> LIF(tau = dt * 2^k, r = 2^k, v_leak = 0, v_threshold = theta)  (k >= 1)
+                     -> IF(r = 1 / dt, v_threshold = theta)                            (k = 0)
+    pool             AvgPool2d(2, 2) -> Threshold(0): the mean of 4 spikes is > 0 exactly when
+                     one of them is 1, so this pair is OR pooling, bit for bit
+    linear (LIF)     [Flatten] -> Linear(weight = integer W) -> LIF / IF as for conv
+    output           [Flatten] -> Linear(weight = integer W) -> I(r = 1 / dt) -> Output
+                     (the integrator is the accumulator V <- V + I_t)
+
+With these values the forward-Euler step of NIR's equations ``tau dv/dt = (v_leak - v) + r I``
+is ``v <- (1 - 2^-k) v + I``: the float image of the integer ``U <- U - (U >>> k) + I``
+(which equals ``ceil((1 - 2^-k) U) + I``). What NIR's continuous-time nodes cannot say (the
+subtract reset, the membrane saturation to B bits, the shift leak and its rounding, the bit
+widths, the input quantisation, T, the class names) goes into node and graph metadata, so
+:func:`dietsnn.nirio.importer.from_nir` rebuilds the identical model file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from ..model import Layer, Model
+from . import DEFAULT_DT, GRAPH_FORMAT, RESET_SUBTRACT
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("dietsnn")
+    except Exception:  # noqa: BLE001 - not installed: the source tree's version is unknown
+        return "unknown"
+
+
+def lif_params(layer: Layer, dt: float) -> dict[str, Any]:
+    """NIR parameters of a hidden layer's neurons, as arrays of the layer's output shape.
+
+    ``k >= 1`` gives a ``LIF`` with ``tau = dt * 2^k`` and ``r = tau / dt = 2^k`` (so the
+    current enters with gain ``r dt / tau = 1`` and the leak factor is ``1 - dt / tau =
+    1 - 2^-k``); ``k = 0`` (no leak) gives an ``IF`` with ``r = 1 / dt`` (``v <- v + I``).
+    """
+    shape = layer.out_shape
+    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
+    k = layer.leak_shift
+    if k:
+        tau = dt * 2.0 ** k
+        return {"tau": full(tau), "r": full(2.0 ** k), "v_leak": full(0.0),
+                "v_threshold": full(float(layer.threshold)), "v_reset": full(0.0)}
+    return {"r": full(1.0 / dt), "v_threshold": full(float(layer.threshold)),
+            "v_reset": full(0.0)}
+
+
+def _neuron_meta(layer: Layer) -> dict[str, Any]:
+    b, k = layer.membrane_bits, layer.leak_shift
+    return {
+        "dietsnn_layer": layer.name,
+        "reset": RESET_SUBTRACT,
+        "reset_rule": "U <- U - theta * s (subtract the threshold; v_reset is unused)",
+        "threshold_compare": "strict: s = U > theta",
+        "leak_shift": k,
+        "leak_rule": (f"U <- U - (U >>> {k}) = ceil((1 - 2^-{k}) U), arithmetic shift"
+                      if k else "none (k = 0)"),
+        "membrane_bits": b,
+        "saturation": f"U <- clip(U, -2^{b - 1}, 2^{b - 1} - 1) after adding the current",
+    }
+
+
+def _weights(model: Model, layer: Layer) -> np.ndarray:
+    return model.weights[layer.name].astype(np.float32)
+
+
+def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
+    """The NIR graph of ``model`` (see the module docstring for the mapping).
+
+    Parameters
+    ----------
+    model : the integer network.
+    dt : time step in seconds that NIR's continuous-time parameters are expressed in.
+    """
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive number of seconds, not {dt!r}")
+    dt = float(dt)
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(
+        input_type={"input": np.array(model.input.shape)},
+        metadata={"encoding": "q = InputSpec.quantize(pixels) (see graph metadata 'input'), "
+                              "presented unchanged at every time step"})}
+    chain = ["input"]
+    shape: tuple[int, ...] = model.input.shape
+
+    def add(name: str, node: nir.NIRNode) -> None:
+        nodes[name] = node
+        chain.append(name)
+
+    for layer in model.layers:
+        if layer.type == "pool":
+            c, h, w = layer.out_shape
+            meta = {"dietsnn_layer": layer.name, "pooling": "or",
+                    "rule": "2x2 stride 2 OR of spikes = Threshold(0) of their average"}
+            add(layer.name, nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                          padding=np.array([0, 0]), metadata=dict(meta)))
+            add(f"{layer.name}_or", nir.Threshold(threshold=np.zeros((c, h, w)),
+                                                  metadata=dict(meta)))
+        elif layer.type == "conv":
+            c_out = layer.out_shape[0]
+            add(layer.name, nir.Conv2d(
+                input_shape=tuple(layer.in_shape[1:]), weight=_weights(model, layer),
+                stride=1, padding=1, dilation=1, groups=1,
+                bias=np.zeros(c_out, dtype=np.float32),
+                metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits,
+                          "padding_mode": "zeros"}))
+        else:
+            if len(shape) > 1:
+                add(f"{layer.name}_flatten", nir.Flatten(
+                    input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1,
+                    metadata={"dietsnn_layer": layer.name, "order": "C, H, W"}))
+            add(layer.name, nir.Linear(
+                weight=_weights(model, layer),
+                metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits}))
+        if layer.is_lif:
+            p = lif_params(layer, dt)
+            cls = nir.LIF if layer.leak_shift else nir.IF
+            add(f"{layer.name}_lif", cls(**p, metadata=_neuron_meta(layer)))
+        elif layer.output:
+            k = layer.out_shape[0]
+            add(f"{layer.name}_sum", nir.I(r=np.full(k, 1.0 / dt), metadata={
+                "dietsnn_layer": layer.name, "readout": "accumulate",
+                "rule": "V <- V + I_t (no leak, no spike, no saturation); prediction = "
+                        "argmax of V after T steps, ties to the lowest index"}))
+        shape = layer.out_shape
+    add("output", nir.Output(output_type={"output": np.array(shape)}))
+    edges = list(zip(chain[:-1], chain[1:], strict=True))
+    manifest = model.manifest()
+    metadata = {
+        "producer": f"dietsnn {_version()}",
+        "dietsnn_format": GRAPH_FORMAT,
+        "dt": dt,
+        "timesteps": model.timesteps,
+        "input": json.dumps(model.input.to_json()),
+        "classes": json.dumps(list(model.classes)),
+        "manifest": json.dumps(manifest),
+        "semantics": (
+            "discrete time, T steps of dt; the input current of the first layer repeats every "
+            "step; hidden neurons: U <- sat_B(U - (U >>> k) + I), s = U > theta, "
+            "U <- U - theta s; OR pooling; output V = sum over T of its current; weights and "
+            "thresholds in integer units"),
+    }
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def write_graph(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
+    """Write a NIR graph (HDF5) atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        nir.write(tmp, graph)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_nir(model: Model, path: str | os.PathLike, *, dt: float = DEFAULT_DT) -> Path:
+    """Write ``model`` as a NIR file (HDF5, ``.nir``) at ``path``; returns the path."""
+    return write_graph(to_nir(model, dt=dt), path)

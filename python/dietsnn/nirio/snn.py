@@ -1,0 +1,201 @@
+"""Run a NIR graph in snnTorch, through snnTorch's own NIR importer.
+
+snnTorch's ``import_from_nir`` is ``nirtorch.nir_to_torch(graph, node_map)`` where the node
+map sends each NIR node through ``snntorch.import_nir._nir_to_snntorch_module``. This module
+uses the same converter for every node it handles correctly and extends the node map where
+snnTorch 1.0.0's importer has no entry or a known defect (each documented in docs/nir.md):
+
+- ``LIF``: snnTorch computes ``beta = 1 - dt / tau`` (dt = 1e-4) and the threshold itself, but
+  always builds ``reset_mechanism="zero"``; a node whose metadata says ``reset: subtract`` is
+  rebuilt as the same ``snn.Leaky`` with subtract reset.
+- ``IF``: snnTorch builds ``snn.Leaky(beta=0.9)`` and rejects ``r != 1``; an IF node is
+  ``v <- v + r dt I``, i.e. ``snn.Leaky(beta=1, threshold=v_threshold / (r dt))``.
+- ``Flatten``: NIR counts dimensions without the batch; ``torch.nn.Flatten`` counts it.
+- ``Threshold`` (OR pooling after ``AvgPool2d``) and ``I`` (the output accumulator) have no
+  entry: a Heaviside ``x > threshold`` and a stateful integrator ``v <- v + r dt x``.
+
+Neurons are snnTorch's own ``snn.Leaky`` (``reset_delay=False``, hidden state inside).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nir
+import nirtorch
+import numpy as np
+import snntorch as snn
+import torch
+from snntorch.import_nir import _nir_to_snntorch_module
+
+#: The time step snnTorch's importer assumes (``dt = 1e-4`` in ``import_nir.py``).
+SNNTORCH_DT = 1e-4
+
+
+class Heaviside(torch.nn.Module):
+    """NIR ``Threshold``: ``z = 1 if x > threshold else 0`` (strict), elementwise."""
+
+    def __init__(self, threshold: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("threshold", torch.as_tensor(np.asarray(threshold),
+                                                          dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > self.threshold).to(x.dtype)
+
+
+class Integrator(torch.nn.Module):
+    """NIR ``I`` stepped with ``dt``: ``v <- v + r dt x``; state passed by nirtorch."""
+
+    def __init__(self, gain: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("gain", torch.as_tensor(np.asarray(gain), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        v = x * self.gain if state is None else state + x * self.gain
+        return v, v
+
+
+def _uniform(values: Any, what: str, node_name: str) -> float:
+    u = np.unique(np.asarray(values, dtype=np.float64))
+    if u.size != 1:
+        raise ValueError(f"node {node_name!r}: snnTorch needs one {what} per layer, "
+                         f"found {u.size} different values")
+    return float(u[0])
+
+
+def _leaky(beta: float | torch.Tensor, threshold: float, reset: str, *,
+           reset_delay: bool = False) -> snn.Leaky:
+    return snn.Leaky(beta=beta, threshold=threshold, reset_mechanism=reset, init_hidden=True,
+                     reset_delay=reset_delay)
+
+
+def _map_lif(node: nir.LIF) -> torch.nn.Module:
+    mod = _nir_to_snntorch_module(node, init_hidden=True)  # snnTorch's own conversion
+    if node.metadata.get("reset") == "subtract":
+        mod = _leaky(mod.beta.detach().clone(), float(mod.threshold), "subtract")
+    return mod
+
+
+def _map_if(node: nir.IF) -> torch.nn.Module:
+    gain = _uniform(node.r, "r", "IF") * SNNTORCH_DT
+    thr = _uniform(node.v_threshold, "v_threshold", "IF") / gain
+    if node.metadata.get("reset") == "subtract":
+        # With beta = 1 snnTorch's delayed subtract reset (m <- m + I - theta * s_prev,
+        # spike on m > theta) is the integer rule exactly; its immediate reset skips a spike
+        # when the membrane left above threshold after a reset meets a small current.
+        return _leaky(1.0, thr, "subtract", reset_delay=True)
+    return _leaky(1.0, thr, "zero")
+
+
+def _map_flatten(node: nir.Flatten) -> torch.nn.Module:
+    shift = lambda d: d + 1 if d >= 0 else d  # noqa: E731 - skip the batch dimension
+    return torch.nn.Flatten(shift(int(node.start_dim)), shift(int(node.end_dim)))
+
+
+def node_map() -> dict[type, Any]:
+    """snnTorch's NIR node map (as in ``import_from_nir``) with the extensions listed above."""
+    snntorch_map = {
+        cls: (lambda n: _nir_to_snntorch_module(n, init_hidden=True))
+        for cls in (nir.Affine, nir.Linear, nir.Conv2d, nir.AvgPool2d, nir.CubaLIF)
+    }
+    return {**snntorch_map, nir.LIF: _map_lif, nir.IF: _map_if, nir.Flatten: _map_flatten,
+            nir.Threshold: lambda n: Heaviside(n.threshold),
+            nir.I: lambda n: Integrator(np.asarray(n.r) * SNNTORCH_DT)}
+
+
+def snntorch_module(graph: nir.NIRGraph) -> torch.nn.Module:
+    """An executable snnTorch network (a ``torch.fx.GraphModule``) for ``graph``.
+
+    Call it once per time step: ``out, state = net(x, state)`` (``state=None`` first).
+    """
+    dt = float(graph.metadata.get("dt", SNNTORCH_DT))
+    if not np.isclose(dt, SNNTORCH_DT, rtol=1e-12, atol=0):
+        raise ValueError(f"the graph's time step is dt = {dt} s but snnTorch's NIR importer "
+                         f"assumes dt = {SNNTORCH_DT} s; export with the default dt")
+    return nirtorch.nir_to_torch(graph, node_map())
+
+
+def reset_neurons(net: torch.nn.Module) -> None:
+    """Zero the membranes of every snnTorch neuron in ``net`` (between input batches)."""
+    for m in net.modules():
+        if isinstance(m, snn.SpikingNeuron) and hasattr(m, "reset_mem"):
+            m.reset_mem()
+
+
+@torch.no_grad()
+def run_snntorch(net: torch.nn.Module, q: np.ndarray, timesteps: int, *,
+                 batch: int = 32) -> np.ndarray:
+    """Run ``net`` for ``timesteps`` steps on inputs ``q`` ``[N, ...]`` (the same input every
+    step); returns the graph output after the last step, float64 ``[N, ...]``.
+    """
+    outs = []
+    for i in range(0, len(q), batch):
+        x = torch.as_tensor(np.asarray(q[i:i + batch]), dtype=torch.float32)
+        reset_neurons(net)
+        state = None
+        for _ in range(timesteps):
+            y, state = net(x, state)
+        outs.append(y.double().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0,))
+
+
+@torch.no_grad()
+def compare_with_golden(model: Any, q: np.ndarray, *, graph: nir.NIRGraph | None = None,
+                        batch: int = 32, keep: bool = False) -> dict[str, Any]:
+    """Run ``model`` as exported to NIR in snnTorch and compare with the golden model.
+
+    Parameters
+    ----------
+    model : a :class:`dietsnn.model.Model`.
+    q : quantised images ``[N, C, H, W]`` (``model.input.quantize``).
+    graph : the NIR graph to run (default: ``to_nir(model)``).
+
+    Returns
+    -------
+    A JSON-ready dict: ``images``, ``agreement`` (fraction of equal predictions),
+    ``logits_equal`` (fraction of images whose T-step output equals the integer logits
+    exactly), ``max_abs_logit_diff``, ``spike_agreement`` per hidden layer (fraction of equal
+    spike bits over all steps and neurons), ``prediction`` and ``golden_prediction`` lists;
+    with ``keep``, also ``logits`` (float64 ``[N, K]``) and ``spikes`` (per LIF layer, uint8
+    ``[N, T, ...]``) from snnTorch, which are not JSON.
+    """
+    from .. import golden
+    from .export import to_nir
+
+    graph = to_nir(model) if graph is None else graph
+    net = snntorch_module(graph)
+    t_steps = model.timesteps
+    lif_names = {f"{x.name}_lif": x.name for x in model.lif_layers}
+    spikes: dict[str, list[torch.Tensor]] = {k: [] for k in lif_names.values()}
+
+    def hook(name: str) -> Any:
+        return lambda _m, _i, out: spikes[name].append(out.detach().to(torch.uint8).clone())
+
+    handles = [getattr(net, k).register_forward_hook(hook(v)) for k, v in lif_names.items()
+               if hasattr(net, k)]
+    try:
+        logits = run_snntorch(net, q, t_steps, batch=batch)
+    finally:
+        for h in handles:
+            h.remove()
+    ref = golden.run(model, q, record={"spikes"}, batch=batch)
+    agree: dict[str, float] = {}
+    kept: dict[str, np.ndarray] = {}
+    for name, parts in spikes.items():
+        # hooks fire per batch and step: regroup to [N, T, ...] like the golden record
+        per_batch = [torch.stack(parts[i:i + t_steps], dim=1)
+                     for i in range(0, len(parts), t_steps)]
+        kept[name] = torch.cat(per_batch).numpy()
+        agree[name] = float(np.mean(kept[name] == ref.spikes[name]))
+    pred = np.argmax(logits, axis=1)
+    extra = {"logits": logits, "spikes": kept} if keep else {}
+    return {**extra,
+        "images": int(len(q)),
+        "agreement": float(np.mean(pred == ref.prediction)) if len(q) else 1.0,
+        "logits_equal": float(np.mean(np.all(logits == ref.logits, axis=1))) if len(q) else 1.0,
+        "max_abs_logit_diff": float(np.abs(logits - ref.logits).max(initial=0.0)),
+        "spike_agreement": agree,
+        "prediction": pred.tolist(),
+        "golden_prediction": ref.prediction.tolist(),
+    }

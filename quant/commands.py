@@ -28,6 +28,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the stage results as JSON")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("accuracy-vs-t", help="golden-model test accuracy for T = 1..T_max "
+                                             "(one causal run), table + PNG")
+    p.add_argument("--model", action="append", required=True,
+                   help="model name or path (repeat for several)")
+    p.add_argument("--tmax", type=int, default=8)
+    p.add_argument("--images", type=int, default=0, help="first N test images (0: all)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--out", default=None, help="folder for accuracy_vs_T.json and .png")
+    p.add_argument("--record", action="store_true",
+                   help="store the curve in each model file's metrics (accuracy_vs_T)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_accuracy_vs_t)
+
+    p = sub.add_parser("qat-check", help="check that the QAT network rebuilt from a model "
+                                         "file equals the golden model bit for bit")
+    p.add_argument("--model", required=True)
+    p.add_argument("--images", type=int, default=256, help="first N test images (0: all)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_qat_check)
+
 
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
@@ -61,3 +83,59 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, default=str))
     return 0
+
+
+def _test_set(data: str | None, images: int):
+    from dietsnn.data import load_cifar10
+
+    ds = load_cifar10("test", data=data)
+    n = images or len(ds.labels)
+    return ds, ds.images[:n], ds.labels[:n]
+
+
+def _accuracy_vs_t(args: argparse.Namespace) -> int:
+    from dietsnn.cli import CLIError
+    from dietsnn.model import load_model, resolve
+
+    from .report import accuracy_vs_t, plot_accuracy_vs_t, record_in_model, table
+
+    if args.tmax < 1:
+        raise CLIError(f"--tmax must be a positive integer, not {args.tmax}")
+    ds, images, labels = _test_set(args.data, args.images)
+    curves = {}
+    for name in args.model:
+        model = load_model(name)
+        curves[model.name] = accuracy_vs_t(model, images, labels, t_max=args.tmax,
+                                           progress=not args.json)
+        if args.record:
+            record_in_model(model, curves[model.name], f"{ds.source}, {len(labels)} test images")
+            model.save(resolve(name))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "accuracy_vs_T.json").write_text(json.dumps(
+            {"images": len(labels), "dataset": ds.source, "curves": curves}, indent=1))
+        plot_accuracy_vs_t(curves, out / "accuracy_vs_T.png")
+    if args.json:
+        print(json.dumps({"images": len(labels), "curves": curves}))
+    else:
+        print(table(curves))
+    return 0
+
+
+def _qat_check(args: argparse.Namespace) -> int:
+    from dietsnn.model import load_model
+
+    from .export import compare_with_golden, net_from_model
+
+    _, images, _ = _test_set(args.data, args.images)
+    model = load_model(args.model)
+    rep = compare_with_golden(net_from_model(model), model, images, device=args.device)
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        mism = sum(rep["spike_mismatches"].values())
+        print(f"{model.name}: {rep['images']} images, logit mismatches "
+              f"{rep['logit_mismatches']}, spike mismatches {mism}: "
+              f"{'bit-exact' if rep['exact'] else 'MISMATCH'}")
+    return 0 if rep["exact"] else 1

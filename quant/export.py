@@ -51,6 +51,38 @@ def to_model(
                  weights=weights, kind=kind, provenance=prov, metrics=dict(metrics or {}))
 
 
+def net_from_model(model: Model) -> DietSNN:
+    """A :class:`DietSNN` whose QAT forward uses exactly the integer parameters of ``model``.
+
+    Needs the per-layer weight scales recorded at export (``provenance.scales``); without
+    them every scale is 1, which changes nothing in integer units.
+    """
+    from dietsnn.topology import arch_of
+
+    lif_bits = [x.membrane_bits for x in model.lif_layers]
+    wb = {x.weight_bits for x in model.layers if x.has_weights}
+    if len(wb) != 1:
+        raise ValueError(f"{model.name}: mixed weight widths {sorted(wb)} are not trainable here")
+    net = DietSNN(arch_of(model.layers), input_spec=model.input, timesteps=model.timesteps,
+                  weight_bits=wb.pop(), membrane_bits=lif_bits)
+    scales = model.provenance.get("scales", {}).get("weights", {})
+    iw = j = 0
+    with torch.no_grad():
+        for layer in model.layers:
+            if not layer.has_weights:
+                continue
+            net.w_scale[iw] = float(scales.get(layer.name, 1.0))
+            w = torch.from_numpy(model.weights[layer.name].astype(np.float32))
+            net.weights[iw].copy_(w * net.w_scale[iw])
+            if layer.is_lif:
+                net.v_th[j] = layer.threshold * net.layer_scale(iw)
+                k = layer.leak_shift
+                net.leak[j] = 1.0 if k == 0 else 1.0 - 2.0 ** -k
+                j += 1
+            iw += 1
+    return net
+
+
 @torch.no_grad()
 def qat_eval(
     net: DietSNN, images_u8: np.ndarray, *, batch: int = 256, timesteps: int | None = None,
@@ -76,6 +108,7 @@ def compare_with_golden(
     net: DietSNN, model: Model, images_u8: np.ndarray, *, device: str = "cpu"
 ) -> dict[str, Any]:
     """Run both on ``images_u8`` and count mismatching logits and spikes (should be 0)."""
+    net = net.to(device)
     q_logits, q_spikes = qat_eval(net, images_u8, record=True, device=device)
     g = golden.run(model, model.input.quantize(images_u8), record={"spikes"})
     report: dict[str, Any] = {

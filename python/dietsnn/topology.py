@@ -144,3 +144,18 @@ def random_model(
                  provenance={"generator": "dietsnn.topology.random_model", "arch": arch,
                              "seed": seed},
                  metrics={})
+
+
+def arch_of(layers: tuple[Layer, ...]) -> str:
+    """The architecture string of a layer list (inverse of :func:`build_layers`)."""
+    out = []
+    for layer in layers:
+        if layer.type == "pool":
+            out.append("P")
+        elif layer.type == "conv":
+            out.append(f"{layer.out_shape[0]}C")
+        elif layer.output:
+            out.append(f"{layer.out_shape[0]}")
+        else:
+            out.append(f"{layer.out_shape[0]}L")
+    return "-".join(out)

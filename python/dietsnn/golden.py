@@ -40,6 +40,13 @@ Exact arithmetic
     magnitude is at most ``Model.current_bound(layer)``, and :func:`_exact_dtype` picks float32
     only when that bound is below 2^24 (float64 below 2^53), where every such integer is
     representable, so the order of the additions cannot change the result.
+
+Implementation
+    :func:`run` keeps activations channels-last (``[F, H, W, C]``), unfolds the 3x3 windows
+    of a few images at a time into a reused, cache-sized buffer (im2col) for one matrix
+    product per block, and updates neurons in place in int32 where ``2^(B-1) + bound <
+    2^31`` (nothing can overflow; int64 otherwise). The tests hold it to the plain references:
+    :func:`run_time_major` (built on :func:`lif_step`) and a naive loop for :func:`conv3x3`.
 """
 
 from __future__ import annotations
@@ -90,12 +97,38 @@ def lif_layer(
     spikes : uint8 ``[T, ...]``; membranes : int64 ``[...]`` after the last step.
     """
     currents = np.asarray(currents, dtype=np.int64)
-    u = np.zeros(currents.shape[1:], dtype=np.int64)
     spikes = np.empty(currents.shape, dtype=np.uint8)
-    for t in range(currents.shape[0]):
-        u, spikes[t] = lif_step(u, currents[t], leak_shift=leak_shift, threshold=threshold,
-                                membrane_bits=membrane_bits)
+    u = _lif_run(currents, spikes, leak_shift=leak_shift, threshold=threshold,
+                 membrane_bits=membrane_bits)
     return spikes, u
+
+
+def _lif_run(
+    currents: np.ndarray, spikes: np.ndarray, *, leak_shift: int, threshold: int,
+    membrane_bits: int
+) -> np.ndarray:
+    """:func:`lif_step` over ``T`` steps, in place in the dtype of ``currents``.
+
+    ``currents`` is ``[T, ...]`` or ``[1, ...]`` (the same current at every step); ``spikes``
+    (uint8 ``[T, ...]``) receives the spikes; returns ``U`` after the last step. The caller
+    picks a dtype that cannot overflow: ``2^(B-1) + max|I| < 2^31`` for int32 (:func:`_acc`).
+    """
+    dt = currents.dtype
+    u = np.zeros(spikes.shape[1:], dtype=dt)
+    tmp = np.empty_like(u)
+    lo, hi = dt.type(-(2 ** (membrane_bits - 1))), dt.type(2 ** (membrane_bits - 1) - 1)
+    theta = dt.type(threshold)
+    for t in range(spikes.shape[0]):
+        if leak_shift:                                   # U <- U - (U >>> k)
+            np.right_shift(u, leak_shift, out=tmp)
+            u -= tmp
+        u += currents[t if currents.shape[0] > 1 else 0]  # U <- sat_B(U + I_t)
+        np.clip(u, lo, hi, out=u)
+        fired = spikes[t].view(np.bool_)                 # s_t = U > theta
+        np.greater(u, theta, out=fired)
+        np.multiply(fired, theta, out=tmp)               # U <- U - theta * s_t
+        u -= tmp
+    return u
 
 
 def pool_or(spikes: np.ndarray) -> np.ndarray:
@@ -105,9 +138,21 @@ def pool_or(spikes: np.ndarray) -> np.ndarray:
     return s.max(axis=(-3, -1))
 
 
+def _pool_or_hwc(x: np.ndarray) -> np.ndarray:
+    """:func:`pool_or` for channels-last spike maps ``[F, H, W, C]``."""
+    rows = np.maximum(x[:, 0::2], x[:, 1::2])
+    return np.maximum(rows[:, :, 0::2], rows[:, :, 1::2])
+
+
 # --------------------------------------------------------------------------------------------
 # Synapses
 # --------------------------------------------------------------------------------------------
+#: Bytes of one im2col block. Measured on the CIFAR-10 topology (bench/golden_bench.py):
+#: with one BLAS thread 1-8 MiB are fastest (16 MiB costs ~15%), but with two BLAS threads
+#: on a busy machine small blocks (many short GEMMs) cost 2-4x more CPU; 16 MiB is robust.
+CHUNK_BYTES = 1 << 24
+
+
 def _exact_dtype(bound: int) -> type:
     if bound < 2 ** 24:
         return np.float32
@@ -116,7 +161,40 @@ def _exact_dtype(bound: int) -> type:
     raise ValueError(f"current bound {bound} too large for exact float accumulation")
 
 
-def conv3x3(x: np.ndarray, w: np.ndarray, bound: int, *, chunk_bytes: int = 1 << 25) -> np.ndarray:
+def _acc(layer: Layer, bound: int) -> np.dtype:
+    """Integer dtype of a layer's currents and membranes: int32 when nothing can overflow."""
+    b = layer.membrane_bits or 0
+    return np.dtype(np.int32 if 2 ** max(b - 1, 0) + bound < 2 ** 31 else np.int64)
+
+
+def _tap(d: int, n: int) -> tuple[slice, slice]:
+    """Output and input index ranges of kernel offset ``d`` (0..2) along an axis of ``n``."""
+    return slice(max(0, 1 - d), n - max(0, d - 1)), slice(max(0, d - 1), n - max(0, 1 - d))
+
+
+def _conv_hwc(x: np.ndarray, wmat: np.ndarray, out_dtype: np.dtype,
+              chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+    """Channels-last 3x3 convolution (zero padding 1) of ``x`` ``[F, H, W, C]``.
+
+    ``wmat`` is the float ``[9 C, C_out]`` weight matrix, rows ordered ``(dy, dx, c)``. Blocks
+    of images are unfolded (im2col) into a reused buffer whose padding border stays zero, and
+    multiplied by ``wmat``; the exact float sums are stored as ``out_dtype`` ``[F, H, W, C_out]``.
+    """
+    f, h, w, c = x.shape
+    step = max(1, min(f, chunk_bytes // (h * w * 9 * c * wmat.itemsize)))
+    cols = np.zeros((step, h, w, 3, 3, c), dtype=wmat.dtype)
+    out = np.empty((f, h, w, wmat.shape[1]), dtype=out_dtype)
+    taps = [(dy, dx, *_tap(dy, h), *_tap(dx, w)) for dy in range(3) for dx in range(3)]
+    for i in range(0, f, step):
+        b = min(step, f - i)
+        for dy, dx, oy, iy, ox, ix in taps:
+            cols[:b, oy, ox, dy, dx] = x[i:i + b, iy, ix]
+        out[i:i + b] = (cols[:b].reshape(b * h * w, 9 * c) @ wmat).reshape(b, h, w, -1)
+    return out
+
+
+def conv3x3(x: np.ndarray, w: np.ndarray, bound: int, *, chunk_bytes: int = CHUNK_BYTES
+            ) -> np.ndarray:
     """3x3 convolution, stride 1, zero padding 1, no bias, computed exactly.
 
     ``x`` is ``[F, C_in, H, W]`` (integers), ``w`` is ``[C_out, C_in, 3, 3]``; returns int64
@@ -124,21 +202,9 @@ def conv3x3(x: np.ndarray, w: np.ndarray, bound: int, *, chunk_bytes: int = 1 <<
     x[f, c, y + dy - 1, x + dx - 1]`` (zero outside the image). ``bound`` is the largest
     possible ``|out|`` (for exactness; see the module docstring).
     """
-    dt = _exact_dtype(bound)
-    f, c, h, wd = x.shape
-    co = w.shape[0]
-    # channels-last, padded: [F, H+2, W+2, C]
-    xp = np.zeros((f, h + 2, wd + 2, c), dtype=dt)
-    xp[:, 1:-1, 1:-1, :] = x.transpose(0, 2, 3, 1)
-    wm = w.transpose(2, 3, 1, 0).reshape(9 * c, co).astype(dt)  # rows ordered (dy, dx, c)
-    out = np.empty((f, h, wd, co), dtype=dt)
-    step = max(1, chunk_bytes // (h * wd * 9 * c * np.dtype(dt).itemsize))
-    for i in range(0, f, step):
-        blk = xp[i:i + step]
-        cols = np.concatenate(
-            [blk[:, dy:dy + h, dx:dx + wd, :] for dy in range(3) for dx in range(3)], axis=-1)
-        out[i:i + step] = (cols.reshape(-1, 9 * c) @ wm).reshape(-1, h, wd, co)
-    return out.transpose(0, 3, 1, 2).astype(np.int64)
+    wmat = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]).astype(_exact_dtype(bound))
+    out = _conv_hwc(np.asarray(x).transpose(0, 2, 3, 1), wmat, np.dtype(np.int64), chunk_bytes)
+    return out.transpose(0, 3, 1, 2)
 
 
 def linear(x: np.ndarray, w: np.ndarray, bound: int) -> np.ndarray:
@@ -155,6 +221,45 @@ def synapses(model: Model, layer: Layer, x: np.ndarray) -> np.ndarray:
     if layer.type == "conv":
         return conv3x3(x, w, bound)
     return linear(x, w, bound)
+
+
+@dataclass(frozen=True)
+class _Synapse:
+    """A weighted layer prepared for :func:`run`: inputs and outputs are channels-last.
+
+    ``wmat`` is the exact float weight matrix ``[fan_in, out]`` with rows in the order of the
+    channels-last input (``(dy, dx, c)`` for a conv, ``(h, w, c)`` for a linear layer after a
+    conv or pool); ``acc`` is the integer dtype of currents and membranes.
+    """
+
+    layer: Layer
+    wmat: np.ndarray
+    acc: np.dtype
+
+    @classmethod
+    def prepare(cls, model: Model, layer: Layer, prev: Layer | None) -> _Synapse:
+        w = model.weights[layer.name]
+        bound = model.current_bound(layer)
+        dt = _exact_dtype(bound)
+        if layer.type == "conv":
+            wmat = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+        elif prev is not None and prev.type != "linear":  # input arrives as [H, W, C]
+            c, h, wd = prev.out_shape
+            wmat = w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+        else:
+            wmat = w.T
+        return cls(layer, np.ascontiguousarray(wmat, dtype=dt), _acc(layer, bound))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Currents ``acc [F, *out]`` for channels-last inputs ``x`` ``[F, ...]``."""
+        if self.layer.type == "conv":
+            return _conv_hwc(x, self.wmat, self.acc)
+        return (x.reshape(x.shape[0], -1).astype(self.wmat.dtype) @ self.wmat).astype(self.acc)
+
+
+def _chw(a: np.ndarray, layer: Layer) -> np.ndarray:
+    """A channels-last array ``[..., H, W, C]`` of ``layer``'s output as ``[..., C, H, W]``."""
+    return np.moveaxis(a, -1, -3) if layer.type != "linear" else a
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,32 +309,42 @@ def argmax_lowest(v: np.ndarray) -> np.ndarray:
     return np.argmax(v, axis=-1)
 
 
-def _run_chunk(model: Model, q: np.ndarray, t_steps: int, record: frozenset[str]) -> Result:
+def _run_chunk(model: Model, plan: dict[str, _Synapse], q: np.ndarray, t_steps: int,
+               record: frozenset[str]) -> Result:
+    """Layer-major evaluation of one block of images; activations are kept channels-last."""
     n = q.shape[0]
     res = Result(logits=np.empty(0), prediction=np.empty(0))
-    x: np.ndarray | None = None  # spikes [T, N, ...] entering the current layer
+    x: np.ndarray | None = None  # spikes entering the layer: uint8 [T * N, H, W, C] or [T * N, F]
     for layer in model.layers:
         if layer.type == "pool":
-            x = pool_or(x)
+            x = _pool_or_hwc(x)
         else:
-            if x is None:  # first layer: same current at every step
-                cur = synapses(model, layer, q)
-                cur = np.broadcast_to(cur[None], (t_steps, *cur.shape))
+            syn = plan[layer.name]
+            if x is None:  # the image: the first layer's current is the same at every step
+                cur = syn(q.transpose(0, 2, 3, 1) if layer.type == "conv" else q)[None]
             else:
-                flat = x.reshape(t_steps * n, *x.shape[2:])
-                cur = synapses(model, layer, flat).reshape(t_steps, n, *layer.out_shape)
+                cur = syn(x)
+                cur = cur.reshape(t_steps, n, *cur.shape[1:])
             if "currents" in record:
-                res.currents[layer.name] = np.ascontiguousarray(cur.swapaxes(0, 1))
+                full = np.broadcast_to(cur, (t_steps, *cur.shape[1:])).swapaxes(0, 1)
+                res.currents[layer.name] = _chw(full, layer).astype(np.int64)
             if layer.output:
-                res.logits = cur.sum(axis=0)
+                if cur.shape[0] == t_steps:
+                    res.logits = cur.sum(axis=0, dtype=np.int64)
+                else:  # the output layer takes the image directly: T equal currents
+                    res.logits = cur[0].astype(np.int64) * t_steps
                 break
-            x, u = lif_layer(cur, leak_shift=layer.leak_shift, threshold=layer.threshold,
-                             membrane_bits=layer.membrane_bits)
+            spikes = np.empty((t_steps, *cur.shape[1:]), dtype=np.uint8)
+            u = _lif_run(cur, spikes, leak_shift=layer.leak_shift, threshold=layer.threshold,
+                         membrane_bits=layer.membrane_bits)
             if "membranes" in record:
-                res.membranes[layer.name] = u
-        res.spike_counts[layer.name] = x.reshape(t_steps, n, -1).sum(axis=(0, 2), dtype=np.int64)
+                res.membranes[layer.name] = _chw(u, layer).astype(np.int64)
+            x = spikes.reshape(t_steps * n, *spikes.shape[2:])
+        per_step = x.reshape(t_steps, n, -1).sum(axis=2, dtype=np.int64)
+        res.spike_counts[layer.name] = per_step.sum(axis=0)
         if "spikes" in record:
-            res.spikes[layer.name] = np.ascontiguousarray(x.swapaxes(0, 1))
+            s = x.reshape(t_steps, n, *x.shape[1:]).swapaxes(0, 1)
+            res.spikes[layer.name] = np.ascontiguousarray(_chw(s, layer))
     res.prediction = argmax_lowest(res.logits)
     return res
 
@@ -261,13 +376,19 @@ def run(
     if t_steps < 1:
         raise ValueError(f"timesteps must be a positive integer, not {timesteps}")
     rec = _record_set(record)
+    plan: dict[str, _Synapse] = {}
+    prev: Layer | None = None
+    for layer in model.layers:
+        if layer.has_weights:
+            plan[layer.name] = _Synapse.prepare(model, layer, prev)
+        prev = layer
     parts = []
     starts = range(0, q.shape[0], batch)
     if progress:
         from tqdm import tqdm
         starts = tqdm(starts, desc=f"golden {model.name}", unit="batch")
     for i in starts:
-        parts.append(_run_chunk(model, q[i:i + batch], t_steps, rec))
+        parts.append(_run_chunk(model, plan, q[i:i + batch], t_steps, rec))
     return _concat(parts, model)
 
 

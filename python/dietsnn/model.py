@@ -485,9 +485,19 @@ def load(path: str | os.PathLike) -> Model:
     if not zipfile.is_zipfile(io.BytesIO(data)):
         _fail(where, "not a model file: expected a .npz (zip) archive; the file is truncated "
                      "or of another kind")
+    members: dict[str, np.ndarray] = {}
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            members = {k: npz[k] for k in npz.files}
+            for k in npz.files:
+                try:
+                    members[k] = npz[k]
+                except ValueError as e:
+                    if "allow_pickle" not in str(e):
+                        raise
+                    raise ModelFileError(f"{where}: member {k!r} is a pickled object array; "
+                                         "model files hold plain integer arrays only") from None
+    except ModelFileError:
+        raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         _fail(where, f"cannot read the archive (truncated or corrupt?): {e}")
     if "manifest" not in members:

@@ -1,0 +1,199 @@
+"""``dietsnn estimate``, ``dietsnn sweep`` and ``dietsnn baseline``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from dietsnn.cli import CLIError
+from dietsnn.model import Model, load_model
+
+from .energy import HOROWITZ_45NM, load_energy_table
+from .parts import PARTS, TARGETS, get_part
+
+
+def _images(model: Model, n: int, data: str | None, *, offset: int = 0,
+            progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` CIFAR-10 test images (uint8) and labels, from index ``offset``."""
+    from dietsnn.data import load_cifar10
+
+    if model.input.shape != (3, 32, 32):
+        raise CLIError(f"model {model.name} takes {list(model.input.shape)} inputs; the "
+                       f"CIFAR-10 test set is [3, 32, 32]")
+    if n < 1:
+        raise CLIError(f"--images must be a positive integer, not {n}")
+    ds = load_cifar10(split="test", data=data, progress=progress)
+    if offset >= len(ds.images):
+        raise CLIError(f"the test set has only {len(ds.images)} images")
+    return ds.images[offset:offset + n], ds.labels[offset:offset + n]
+
+
+def _lanes(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"lanes must be integers like 4,8,16, not {text!r}") from None
+    if not vals or any(v < 1 or v & (v - 1) for v in vals):
+        raise argparse.ArgumentTypeError(f"lanes must be positive powers of two, not {text!r}")
+    return vals
+
+
+def _target_part(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The target, inferred from ``--part`` when only the part is given."""
+    if args.part and args.target is None:
+        return get_part(args.part).family, args.part
+    target = args.target or "ecp5"
+    if target not in TARGETS:
+        raise CLIError(f"--target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if args.part:
+        get_part(args.part, target)
+    return target, args.part
+
+
+def _common(p: argparse.ArgumentParser, images: int) -> None:
+    p.add_argument("--model", required=True, help="model file or shipped name (cifar10, tiny)")
+    p.add_argument("--images", type=int, default=images,
+                   help=f"CIFAR-10 test images to run (default {images})")
+    p.add_argument("--data", default=None, help="CIFAR-10 folder or archive (default: search)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _hw_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default=None, help=f"one of {', '.join(TARGETS)} (default ecp5, "
+                   f"or the family of --part)")
+    p.add_argument("--part", default=None,
+                   help=f"part for the fit headline and place and route: "
+                        f"{', '.join(x.name for x in PARTS)}")
+    p.add_argument("--freq", type=float, default=100.0,
+                   help="nextpnr target frequency in MHz (default 100)")
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="clock for latency when there is no Fmax (xc7)")
+    p.add_argument("--no-pnr", action="store_true", help="skip place and route")
+    p.add_argument("--no-cache", action="store_true", help="rerun the tools even if cached")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate", help="FPGA resources, clock, latency and energy of a model",
+                       description="Synthesise the accelerator, place and route it, and "
+                                   "estimate latency and energy from real spike counts.")
+    _common(p, 100)
+    p.add_argument("--lanes", type=int, default=16, help="accelerator lanes (default 16)")
+    _hw_args(p)
+    p.add_argument("--energy-table", default=None,
+                   help="JSON energy table (default: Horowitz 45 nm, see docs/estimate.md)")
+    p.add_argument("--no-synth", action="store_true",
+                   help="only energy, sparsity and cycles (no synthesis)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write report.json, report.md and PNG plots to DIR")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("sweep", help="lanes sweep: resources vs latency and the Pareto front")
+    _common(p, 50)
+    p.add_argument("--lanes", type=_lanes, default=[4, 8, 16, 32, 64],
+                   help="comma-separated lane counts (default 4,8,16,32,64)")
+    _hw_args(p)
+    p.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("baseline", help="the ANN baseline with hls4ml (Vitis, io_stream)")
+    _common(p, 200)
+    p.add_argument("--out", default=None,
+                   help="folder for the hls4ml project and baseline.json "
+                        "(default build/baseline/<model>)")
+    p.add_argument("--reuse-factor", type=int, default=16,
+                   help="hls4ml reuse factor of the written project (default 16)")
+    p.add_argument("--ann-checkpoint", default=None,
+                   help="trained ANN checkpoint (<run>/ann.pt of dietsnn train) for the "
+                        "weights (default: provenance 'ann_checkpoint', else the SNN's)")
+    p.add_argument("--fpga-part", default="xc7z020clg400-1",
+                   help="Vitis part of the written project (default xc7z020clg400-1)")
+    p.set_defaults(func=cmd_baseline)
+
+
+def _emit(args: argparse.Namespace, result: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(text)
+
+
+def _command_line(args: argparse.Namespace, target: str, part: str | None) -> str:
+    """The estimate command that reproduces this report (defaults spelt out)."""
+    words = ["dietsnn", "estimate", "--model", args.model, "--lanes", str(args.lanes),
+             "--target", target, "--images", str(args.images)]
+    if part:
+        words += ["--part", part]
+    for flag in ("energy_table", "clock_mhz", "data"):
+        if getattr(args, flag) is not None:
+            words += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+    words += [f"--{f.replace('_', '-')}" for f in ("no_pnr", "no_synth") if getattr(args, f)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .pipeline import estimate
+    from .report import summary_table, write_report
+
+    target, part = _target_part(args)
+    if args.lanes < 1 or args.lanes & (args.lanes - 1):
+        raise CLIError(f"--lanes must be a positive power of two, not {args.lanes}")
+    table = load_energy_table(args.energy_table) if args.energy_table else HOROWITZ_45NM
+    model = load_model(args.model)
+    images, labels = _images(model, args.images, args.data)
+    r = estimate(model, images, labels, lanes=args.lanes, target=target, part=part,
+                 table=table, synth=not args.no_synth, pnr=not args.no_pnr,
+                 freq_mhz=args.freq, clock_mhz=args.clock_mhz, cache=not args.no_cache)
+    r["command"] = _command_line(args, target, part)
+    if args.report:
+        paths = write_report(r, args.report, command=r["command"])
+        r["report_files"] = [str(x) for x in paths]
+    _emit(args, r, summary_table(r) + (f"\nreport: {args.report}/report.md"
+                                       if args.report else ""))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep, sweep_table, write_sweep
+
+    target, part = _target_part(args)
+    model = load_model(args.model)
+    images, labels = _images(model, args.images, args.data)
+    s = sweep(model, images, labels, lanes=args.lanes, target=target, part=part,
+              pnr=not args.no_pnr, freq_mhz=args.freq, clock_mhz=args.clock_mhz,
+              cache=not args.no_cache)
+    paths = write_sweep(s, args.out)
+    s["files"] = [str(x) for x in paths]
+    _emit(args, s, sweep_table(s) + f"\nwritten: {', '.join(map(str, paths))}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baseline import baseline
+    from .report import write_atomic
+
+    if args.images > 10000 - 64:
+        raise CLIError("--images must leave the last 64 test images for calibration "
+                       f"(at most {10000 - 64})")
+    model = load_model(args.model)
+    images, labels = _images(model, args.images, args.data)
+    calib, _ = _images(model, 64, args.data, offset=10000 - 64, progress=False)
+    out = Path(args.out or Path("build") / "baseline" / model.name)
+    r = baseline(model, images, labels, calib, out_dir=out, reuse_factor=args.reuse_factor,
+                 part=args.fpga_part, ann_checkpoint=args.ann_checkpoint)
+    write_atomic(out / "baseline.json", (json.dumps(r, indent=1) + "\n").encode())
+    a = r["accuracy"]
+    text = (f"ANN baseline of {model.name} on {r['images']} CIFAR-10 test images\n"
+            f"  hls4ml {r['hls4ml']['version']} (Vitis, io_stream, {r['precision']['activations']}"
+            f"): accuracy {a['hls4ml']:.4f}\n"
+            f"  float ANN: {a['float_ann']:.4f} (agreement with hls4ml "
+            f"{r['agreement']['hls4ml_vs_float_ann']:.4f})\n"
+            f"  SNN golden: {a['snn_golden']:.4f}\n"
+            f"  weights: {r['weights']}\n"
+            f"  project: {r['hls4ml']['project']} (compile {r['seconds']['compile']} s)")
+    _emit(args, r, text)
+    return 0

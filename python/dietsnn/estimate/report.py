@@ -60,6 +60,13 @@ def _fmt(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
+def _pct(v: float | str, nd: int = 0) -> str:
+    """A utilisation as a percentage; ``inf`` (used but the part has none) says so."""
+    if isinstance(v, str) or v == float("inf"):
+        return "used, none on part"
+    return f"{100 * v:.{nd}f}%"
+
+
 # --------------------------------------------------------------------------------------------
 # Text
 # --------------------------------------------------------------------------------------------
@@ -78,8 +85,7 @@ def summary_table(r: dict) -> str:
                      f"BRAM {_fmt(res['bram'])}  DSP {_fmt(res['dsp'])}  "
                      f"carry {_fmt(res['carry'])}"))
         for f in r["fits"]:
-            util = ", ".join(f"{k} {v if isinstance(v, str) else f'{100 * v:.0f}'}%"
-                             for k, v in f["utilisation"].items())
+            util = ", ".join(f"{k} {_pct(v)}" for k, v in f["utilisation"].items())
             rows.append((f"fits {f['part']}", ("yes" if f["fits"] else
                                                 f"NO ({', '.join(f['over'])})") + f": {util}"))
         t = r["timing"]
@@ -140,8 +146,7 @@ def markdown(r: dict, plots: list[str], command: str | None = None) -> str:
         parts += ["## Fit", "", _md_table(
             ["part", "fits", "over", *r["fits"][0]["utilisation"].keys()] if r["fits"] else [],
             [[f["part"], "yes" if f["fits"] else "no", ", ".join(f["over"]) or "-",
-              *[(v if isinstance(v, str) else f"{100 * v:.1f}%")
-                for v in f["utilisation"].values()]] for f in r["fits"]]), ""]
+              *[_pct(v, 1) for v in f["utilisation"].values()]] for f in r["fits"]]), ""]
         t = r["timing"]
         parts += ["## Timing", "", f"Fmax: {_fmt(t['fmax_mhz'])} MHz; logic depth "
                   f"{t['logic_depth']} cells. {t.get('note', '')}", ""]
@@ -230,7 +235,7 @@ def plot_energy(r: dict, path: Path) -> None:
     a2.set_xticks(y, [x["name"] for x in rows], rotation=45)
     a2.set_yscale("log")
     a2.set_ylabel("operations per image")
-    a2.legend()
+    a2.legend(loc="lower left")
     save_figure(fig, path)
 
 

@@ -83,13 +83,18 @@ def sweep(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
 
 
 def sweep_table(s: dict) -> str:
-    unit = s["latency_unit"]
-    head = ["lanes", "LUT", "FF", "BRAM", "DSP", "Fmax MHz", "cycles/image",
-            f"latency ({unit})" if unit == "us" else "latency (cycles)", "images/s", "Pareto"]
-    rows = [[r["lanes"], r["luts"], r["ffs"], r["bram"], r["dsp"], r["fmax_mhz"],
-             r["cycles_mean"], r["latency_us"] if unit == "us" else r["cycles_mean"],
-             r["images_per_s"], "*" if r["pareto"] else ""] if "error" not in r else
-            [r["lanes"], f"failed: {r['error']}", *[None] * 7, ""] for r in s["rows"]]
+    """The sweep as a markdown table (fits: the parts of the target the point fits)."""
+    head = ["lanes", "LUT", "FF", "BRAM", "DSP", "fits", "Fmax MHz", "cycles/image",
+            "latency (us)", "images/s", "Pareto"]
+
+    def cyc(x: float | None) -> int | None:
+        return None if x is None else round(x)
+
+    rows = [[r["lanes"], r["luts"], r["ffs"], r["bram"], r["dsp"],
+             ", ".join(p for p, ok in r["fits"].items() if ok) or "none", r["fmax_mhz"],
+             cyc(r["cycles_mean"]), r["latency_us"], r["images_per_s"],
+             "*" if r["pareto"] else ""] if "error" not in r else
+            [r["lanes"], f"failed: {r['error']}", *[None] * 8, ""] for r in s["rows"]]
     return _md_table(head, rows)
 
 
@@ -103,6 +108,11 @@ def plot_pareto(s: dict, path: Path) -> None:
     front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["luts"])
     ax.plot([r["luts"] for r in front], [r[key] for r in front], "o-", c="tab:red",
             label="Pareto front")
+    misfit = [r for r in rows if not any(r["fits"].values())]
+    if misfit:
+        ax.scatter([r["luts"] for r in misfit], [r[key] for r in misfit], s=160,
+                   facecolors="none", edgecolors="k", zorder=3,
+                   label=f"fits no {s['target']} part")
     for r in rows:
         ax.annotate(f"L={r['lanes']}", (r["luts"], r[key]), textcoords="offset points",
                     xytext=(4, 4), fontsize=8)
@@ -121,7 +131,9 @@ def write_sweep(s: dict, out_dir: str | os.PathLike) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     plot_pareto(s, out / "pareto.png")
     write_atomic(out / "sweep.json", (json.dumps(s, indent=1) + "\n").encode())
-    md = (f"# dietsnn sweep: {s['model']} on {s['target']}\n\n{sweep_table(s)}\n\n"
-          f"![pareto](pareto.png)\n")
+    md = (f"# dietsnn sweep: {s['model']} on {s['target']}\n\n"
+          f"{s['images']} test images; Pareto front in LUTs vs latency per image "
+          f"({'us at each Fmax' if s['latency_unit'] == 'us' else 'cycles: no Fmax for some'})."
+          f"\n\n{sweep_table(s)}\n\n![pareto](pareto.png)\n")
     write_atomic(out / "sweep.md", md.encode())
     return [out / "sweep.json", out / "sweep.md", out / "pareto.png"]

@@ -202,11 +202,11 @@ _CELL_SUFFIX = re.compile(r"_(?:TRELLIS_|LUT\d|CCU2C|PFUMX|L6MUX|DP16KD|PDPW16KD
 def name_group(cell: str) -> str:
     """The RTL signal a synthesised cell is named after (yosys ``autoname`` names cells by
     the net they drive, e.g. ``vmem.0.1_DOB2_LUT4_Z`` -> ``vmem``); anonymous arithmetic
-    (``$291_MULT18X18D_P9...``) groups by its cell type (``MULT18X18D``)."""
+    named after a cell type (``$291_MULT18X18D_P9...``) groups as ``(MULT18X18D datapath)``."""
     n = _name(cell)
     if n.startswith("$"):
         m = re.match(r"\$\d+_([A-Z0-9_]+?)(?:_[A-Z]+\d*)?_", n + "_")
-        return f"({m.group(1)} logic)" if m else "(anonymous)"
+        return f"({m.group(1)} datapath)" if m else "(anonymous)"
     head = _CELL_SUFFIX.split(n, maxsplit=1)[0]
     return re.split(r"[.\[]", head, maxsplit=1)[0] or "(anonymous)"
 

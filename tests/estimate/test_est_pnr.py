@@ -1,0 +1,49 @@
+"""nextpnr Fmax: parsing its log and report, and small real runs."""
+
+from __future__ import annotations
+
+import json
+
+from dietsnn.estimate.pnr import parse_fmax_log, parse_report, place_and_route
+from dietsnn.estimate.synth import synthesize
+from estimate_support import needs_ecp5, needs_ice40
+
+LOG = """\
+Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 96.40 MHz (FAIL at 100.00 MHz)
+Info: Routing..
+Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 111.83 MHz (PASS at 100.00 MHz)
+Warning: Max frequency for clock 'clk2':  7.5 MHz (FAIL at 12.00 MHz)
+"""
+
+
+def test_parse_fmax_log_last_report_wins():
+    assert parse_fmax_log(LOG) == {"$glbnet$clk$TRELLIS_IO_IN": 111.83, "clk2": 7.5}
+    assert parse_fmax_log("Info: nothing here") == {}
+
+
+def test_parse_report():
+    rep = {"fmax": {"clk": {"achieved": 94.6, "constraint": 100}},
+           "utilization": {"DP16KD": {"available": 208, "used": 1},
+                           "TRELLIS_FF": {"available": 83640, "used": 57}},
+           "critical_paths": []}
+    fmax, util = parse_report(json.dumps(rep))
+    assert fmax == {"clk": 94.6}
+    assert util["TRELLIS_FF"] == {"used": 57, "available": 83640}
+
+
+@needs_ecp5
+def test_real_place_and_route_ecp5(tool_cache, tiny_design):
+    pr = place_and_route(synthesize(tiny_design, "ecp5"), part="LFE5U-25F")
+    assert pr.error is None and pr.device == "LFE5U-25F"
+    assert 20 < pr.fmax_mhz < 600
+    assert pr.utilisation["MULT18X18D"]["used"] == 1
+
+
+@needs_ice40
+def test_real_place_and_route_ice40_and_misfit(tool_cache, tiny_design):
+    pr = place_and_route(synthesize(tiny_design, "ice40"), part="iCE40UP5K")
+    assert pr.error is None and 10 < pr.fmax_mhz < 600
+    # the HX8K has no DSP; synthesised for the UP5K the netlist keeps an SB_MAC16, which
+    # nextpnr cannot place there: a result with the reason, not an exception
+    bad = place_and_route(synthesize(tiny_design, "ice40"), part="iCE40HX8K")
+    assert bad.fmax_mhz is None and "nextpnr-ice40 failed" in bad.error

@@ -85,13 +85,18 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, model: Model, *, lanes: int, weights: str = "rom") -> None:
-        if weights not in WEIGHT_STYLES:
-            raise ValueError(f"weights must be one of {', '.join(WEIGHT_STYLES)}, "
-                             f"not {weights!r}")
-        self._plan = make_plan(model, lanes)
-        if weights == "loadable" and self._plan.lanes * self._plan.weight_bits < PARAM_BITS:
-            raise ValueError(f"weights='loadable' needs lanes * weight_bits >= {PARAM_BITS} "
-                             f"(a parameter row), not {lanes} * {self._plan.weight_bits}")
+        try:
+            if weights not in WEIGHT_STYLES:
+                raise ValueError(f"weights must be one of {', '.join(WEIGHT_STYLES)}, "
+                                 f"not {weights!r}")
+            self._plan = make_plan(model, lanes)
+            if weights == "loadable" and self._plan.lanes * self._plan.weight_bits < PARAM_BITS:
+                raise ValueError(f"weights='loadable' needs lanes * weight_bits >= "
+                                 f"{PARAM_BITS} (a parameter row), not {lanes} * "
+                                 f"{self._plan.weight_bits}")
+        except ValueError:
+            self._MustUse__silence = True  # never built: no "created but never used" warning
+            raise
         self._weights = weights
         sig = {
             "i": In(stream.Signature(signed(self._plan.in_bits))),

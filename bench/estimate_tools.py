@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 
 from dietsnn.estimate.accel import accelerator_source
 from dietsnn.estimate.pnr import place_and_route
 from dietsnn.estimate.synth import synthesize
-from dietsnn.model import load_model
+from dietsnn.model import Model, load_model
 from dietsnn.topology import random_model
 
 
@@ -32,8 +33,18 @@ def main() -> None:
     ap.add_argument("--cached", action="store_true", help="use the tool cache (default: not)")
     args = ap.parse_args()
     model = load_model(args.model) if args.model else random_model(args.arch, seed=0)
+    private = None
     if not args.cached:  # a private cache: every tool really runs
-        os.environ["DIETSNN_CACHE"] = tempfile.mkdtemp(prefix="dietsnn-bench-")
+        private = tempfile.mkdtemp(prefix="dietsnn-bench-")
+        os.environ["DIETSNN_CACHE"] = private
+    try:
+        run(model, args)
+    finally:
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def run(model: Model, args: argparse.Namespace) -> None:
     t0 = time.time()
     design = accelerator_source(model, args.lanes)
     t1 = time.time()

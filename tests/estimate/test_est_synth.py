@@ -195,6 +195,7 @@ def test_name_groups_of_a_flat_design():
     assert name_group("vmem.0.1_DOB2_LUT4_C_Z") == "vmem"
     assert name_group("\\dacc4_TRELLIS_FF_Q_16") == "dacc4"
     assert name_group("e_kx_TRELLIS_FF_Q") == "e_kx"
+    assert name_group("busy$219_LUT4_Z") == "busy"
     assert name_group("$291_MULT18X18D_P9_B6_CCU2C_A0") == "(MULT18X18D datapath)"
     bb = {"attributes": {"blackbox": "1"}}
     netlist = {"modules": {

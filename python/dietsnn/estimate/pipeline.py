@@ -122,9 +122,11 @@ def tool_versions() -> dict[str, str]:
 
 
 def model_info(model: Model) -> dict:
+    cfg = model.provenance.get("config")
+    arch = model.provenance.get("arch") or (cfg.get("arch") if isinstance(cfg, dict) else None)
     return {"name": model.name, "kind": model.kind, "timesteps": model.timesteps,
             "layers": [x.name for x in model.layers],
-            "arch": model.provenance.get("arch"),
+            "arch": arch,
             "test_accuracy": model.metrics.get("test_accuracy"),
             "accuracy_vs_T": model.metrics.get("accuracy_vs_T")}
 

@@ -208,7 +208,8 @@ def name_group(cell: str) -> str:
         m = re.match(r"\$\d+_([A-Z0-9_]+?)(?:_[A-Z]+\d*)?_", n + "_")
         return f"({m.group(1)} datapath)" if m else "(anonymous)"
     head = _CELL_SUFFIX.split(n, maxsplit=1)[0]
-    return re.split(r"[.\[]", head, maxsplit=1)[0] or "(anonymous)"
+    head = re.split(r"[.\[]", head, maxsplit=1)[0]
+    return re.sub(r"\$\d+$", "", head) or "(anonymous)"  # Amaranth's busy$219 -> busy
 
 
 def groups_by_name(netlist_json: str, module: str, target: str, *, keep: int = 12

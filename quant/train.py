@@ -421,7 +421,8 @@ class Pipeline:
         prov = {"config": self.cfg.to_json(), "seed": self.cfg.seed,
                 "epochs": {"ann": self.cfg.ann.epochs, "snn": self.cfg.snn.epochs},
                 "dataset": data.source, "torch": torch.__version__, "stage": stage,
-                "trained_on": str(self.device)}
+                "trained_on": str(self.device),
+                "ann_checkpoint": str(self.ckpt("ann"))}
         model = to_model(net, name=self.cfg.name, provenance=prov)
         res = golden.run(model, model.input.quantize(data.test_images), progress=self.progress)
         acc = float(np.mean(res.prediction == labels))

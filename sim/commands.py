@@ -168,7 +168,8 @@ def run_sim(args: argparse.Namespace) -> int:
 def _print_table(target: str, res: dict[str, Any]) -> None:
     rows = [("target", target), ("simulator", res.get("simulator")),
             ("model", res.get("model")), ("images", res.get("images"))]
-    for key in ("updates", "mismatches", "cycles", "cycles_per_s", "updates_per_s",
+    for key in ("updates", "mismatches", "correct", "cycles", "cycles_per_image", "cycles_per_s",
+                "updates_per_s", "images_per_s", "simulated_time_us",
                 "accuracy", "build_seconds", "sim_seconds"):
         if key in res:
             rows.append((key, res[key]))

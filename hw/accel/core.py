@@ -201,9 +201,24 @@ class Accelerator(wiring.Component):
         # ---- spike counters --------------------------------------------------------------
         n_cnt = len(p.counters)
         x.cnt = [Signal(p.count_bits, name=f"cnt_{name}") for name in p.counters]
-        x.cnt_lif = popcount(m, x.lif_s, "pc_lif")
         x.pool_word = Signal(L)
-        x.pc_pool = popcount(m, x.pool_word, "pc_pool")
+        # The units raise inc_lif[k] / inc_pool[k] with the spike word of this clock; the
+        # counters add its popcount one clock later (off the LIF lanes' critical path).
+        x.inc_lif = [Signal(name=f"inc_lif{k}") for k in range(n_cnt)]
+        x.inc_pool = [Signal(name=f"inc_pool{k}") for k in range(n_cnt)]
+        s_r, pw_r = Signal(L), Signal(L)
+        inc_lif_r = [Signal(name=f"inc_lif_r{k}") for k in range(n_cnt)]
+        inc_pool_r = [Signal(name=f"inc_pool_r{k}") for k in range(n_cnt)]
+        m.d.sync += [s_r.eq(x.lif_s), pw_r.eq(x.pool_word)]
+        m.d.sync += [a.eq(b) for a, b in zip(inc_lif_r + inc_pool_r, x.inc_lif + x.inc_pool,
+                                             strict=True)]
+        pc_lif = popcount(m, s_r, "pc_lif")
+        pc_pool = popcount(m, pw_r, "pc_pool")
+        for k in range(n_cnt):
+            with m.If(inc_lif_r[k]):
+                m.d.sync += x.cnt[k].eq(x.cnt[k] + pc_lif)
+            with m.If(inc_pool_r[k]):
+                m.d.sync += x.cnt[k].eq(x.cnt[k] + pc_pool)
 
         # ---- units -------------------------------------------------------------------------
         x.state_dense = Signal()
@@ -453,12 +468,10 @@ class Accelerator(wiring.Component):
                 for k, s in enumerate(p.stages):
                     if s.kind in ("conv", "linear"):
                         with m.Case(k):
-                            c = x.cnt[s.count]
-                            m.d.sync += c.eq(c + x.cnt_lif)
+                            m.d.comb += x.inc_lif[s.count].eq(1)
                             if s.pooled:
                                 with m.If(bl1):
-                                    pc = x.cnt[s.pool_count]
-                                    m.d.sync += pc.eq(pc + x.pc_pool)
+                                    m.d.comb += x.inc_pool[s.pool_count].eq(1)
             with m.If(end1):
                 m.d.comb += x.lif_done.eq(1)
 

@@ -202,10 +202,10 @@ def dense_unit(m: Module, x: SimpleNamespace) -> None:
                         m.d.sync += por[k].eq(Mux(lbl, 0, word))
             with m.If(lbl):
                 m.d.comb += [x.s_w.addr.eq(ta + lseq), x.s_w.data.eq(word), x.s_w.en.eq(1)]
-                m.d.sync += x.cnt[s0.pool_count].eq(x.cnt[s0.pool_count] + x.pc_pool)
+                m.d.comb += x.inc_pool[s0.pool_count].eq(1)
         else:
             m.d.comb += [x.s_w.addr.eq(ta + lseq), x.s_w.data.eq(s), x.s_w.en.eq(1)]
-        m.d.sync += x.cnt[s0.count].eq(x.cnt[s0.count] + x.cnt_lif)
+        m.d.comb += x.inc_lif[s0.count].eq(1)
         with m.If(lt == T - 1):
             m.d.sync += busy.eq(0)
             with m.If(lend):

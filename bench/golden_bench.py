@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from dietsnn import golden
 from dietsnn.commands import arch_string
+from dietsnn.fileio import write_atomic
 from dietsnn.model import Model, load_model, shipped_models
 from dietsnn.topology import random_model
 
@@ -38,13 +39,6 @@ def pick_model(name: str | None) -> Model:
     if "cifar10" in shipped_models():
         return load_model("cifar10")
     return random_model(CIFAR10_ARCH, seed=1)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

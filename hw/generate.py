@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.back import rtlil, verilog
+from dietsnn.fileio import write_atomic
 from dietsnn.model import Model
 
 from . import tools
@@ -121,17 +122,6 @@ def to_verilog(array: NeuronArray) -> str:
         return (Path(tmp) / "out.v").read_text()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_rtl(out_dir: str | os.PathLike, *, model: Model | None = None,
               array: NeuronArray | None = None, lanes: int = 16,
               schedule: str = "register", loop_stages: int = 3) -> dict[str, Any]:
@@ -150,8 +140,8 @@ def write_rtl(out_dir: str | os.PathLike, *, model: Model | None = None,
     params = describe(array, model, schedule)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / params["verilog"], to_verilog(array))
-    _write_atomic(out / "params.json", json.dumps(params, indent=1) + "\n")
+    write_atomic(out / params["verilog"], to_verilog(array))
+    write_atomic(out / "params.json", json.dumps(params, indent=1) + "\n")
     return params
 
 

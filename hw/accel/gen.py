@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+from ...fileio import write_atomic
 from ...model import Model
 from .core import Accelerator, debug_layout, load_layout, result_layout
 
@@ -35,19 +35,6 @@ def _layout_map(layout: data.StructLayout) -> dict[str, Any]:
             fields[name] = {"offset": f.offset, "bits": s.width, "count": 1,
                             "signed": s.signed}
     return {"width": layout.size, "fields": fields}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def params_json(acc: Accelerator) -> dict[str, Any]:

@@ -30,6 +30,23 @@ def C0(n: int) -> Const:  # noqa: N802
     return Const(0, n)
 
 
+def _raster_step(m: Module, xx: Signal, y: Signal, nx: Signal, ny: Signal, g: Signal, *,
+                 last_x: int, h: int, dx: int, dy: int) -> None:
+    """Next window position: ``x + dx`` (and ``y + dy``) along a row; past ``last_x`` wrap to
+    the next row, and past the last row to the next channel group ``g``."""
+    with m.If(xx == last_x):
+        m.d.comb += nx.eq(0)
+        with m.If(y == h - 1):
+            m.d.comb += ny.eq(0)
+            m.d.sync += g.eq(g + 1)
+        with m.Else():
+            m.d.comb += ny.eq(y + 1)
+    with m.Else():
+        m.d.comb += nx.eq(xx + dx)
+        if dy:
+            m.d.comb += ny.eq(y + dy)
+
+
 def dense_unit(m: Module, x: SimpleNamespace) -> None:
     p = x.plan
     s0 = p.stages[0]
@@ -122,15 +139,7 @@ def dense_unit(m: Module, x: SimpleNamespace) -> None:
                     m.d.sync += sy.eq(1)
                 with m.Else():
                     m.d.sync += [sy.eq(0), seq.eq(seq + 1)]
-                    with m.If(xx == W - 2):
-                        m.d.comb += nx.eq(0)
-                        with m.If(y == H - 1):
-                            m.d.comb += ny.eq(0)
-                            m.d.sync += g.eq(g + 1)
-                        with m.Else():
-                            m.d.comb += ny.eq(y + 1)
-                    with m.Else():
-                        m.d.comb += [nx.eq(xx + 2), ny.eq(y - 1)]
+                    _raster_step(m, xx, y, nx, ny, g, last_x=W - 2, h=H, dx=2, dy=-1)
             elif pooled:
                 with m.If(~sx):
                     m.d.comb += nx.eq(xx + 1)
@@ -140,26 +149,10 @@ def dense_unit(m: Module, x: SimpleNamespace) -> None:
                     m.d.sync += [sx.eq(0), sy.eq(1)]
                 with m.Else():
                     m.d.sync += [sx.eq(0), sy.eq(0), seq.eq(seq + 1)]
-                    with m.If(xx == W - 1):
-                        m.d.comb += nx.eq(0)
-                        with m.If(y == H - 1):
-                            m.d.comb += ny.eq(0)
-                            m.d.sync += g.eq(g + 1)
-                        with m.Else():
-                            m.d.comb += ny.eq(y + 1)
-                    with m.Else():
-                        m.d.comb += [nx.eq(xx + 1), ny.eq(y - 1)]
+                    _raster_step(m, xx, y, nx, ny, g, last_x=W - 1, h=H, dx=1, dy=-1)
             else:
                 m.d.sync += seq.eq(seq + 1)
-                with m.If(xx == W - 1):
-                    m.d.comb += nx.eq(0)
-                    with m.If(y == H - 1):
-                        m.d.comb += ny.eq(0)
-                        m.d.sync += g.eq(g + 1)
-                    with m.Else():
-                        m.d.comb += ny.eq(y + 1)
-                with m.Else():
-                    m.d.comb += nx.eq(xx + 1)
+                _raster_step(m, xx, y, nx, ny, g, last_x=W - 1, h=H, dx=1, dy=0)
             m.d.comb += [nky_lo.eq(ny == 0), nkx_lo.eq((nx == 0) if F == 1 else 0)]
             m.d.sync += [y.eq(ny), xx.eq(nx), ky.eq(nky_lo), kx.eq(nkx_lo)]
             with m.If(pix_last):

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import golden
+from .fileio import atomic_path
 from .model import Model, ModelFileError, load, load_model, resolve, shipped_models
 
 __all__ = ["arch_string", "register"]
@@ -124,15 +123,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # run
 # --------------------------------------------------------------------------------------------
 def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -33,7 +33,6 @@ import pickle
 import re
 import sys
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_path
 from .model import CIFAR10_CLASSES
 
 CLASSES = CIFAR10_CLASSES
@@ -147,20 +147,15 @@ def fetch_official(folder: Path) -> Path:
     """Download the official ``cifar-10-python.tar.gz`` into ``folder``, checking its MD5."""
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / ARCHIVE_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{ARCHIVE_NAME}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         print(f"dietsnn: downloading {URL}", file=sys.stderr)
         try:
-            _download(URL, Path(tmp))
+            _download(URL, tmp)
         except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, HTTP errors
             raise DataError(f"{URL}: {e}") from None
-        md5 = hashlib.md5(Path(tmp).read_bytes()).hexdigest()
+        md5 = hashlib.md5(tmp.read_bytes()).hexdigest()
         if md5 != MD5:
             raise DataError(f"{URL}: MD5 {md5} does not match the official {MD5}")
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return dest
 
 
@@ -385,19 +380,10 @@ def _cache_read(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def _cache_write(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write atomically; a cache that cannot be written is skipped with a warning."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        print(f"dietsnn: warning: cannot write the data cache {path}: {e}", file=sys.stderr)
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez(f, images=images, labels=labels)
-        os.replace(tmp, path)
     except OSError as e:
         print(f"dietsnn: warning: cannot write the data cache {path}: {e}", file=sys.stderr)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _cached(kind: str, stamp_paths: Iterator[Path] | list[Path], split: str,

@@ -35,13 +35,14 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .fileio import atomic_path
 
 FORMAT = "dietsnn-model"
 VERSION = 1
@@ -376,20 +377,13 @@ class Model:
         """Write the model atomically (temporary file in the same folder, then rename)."""
         self.validate("model")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         manifest = json.dumps(self.manifest(), indent=1, sort_keys=False).encode()
         arrays = {"manifest": np.frombuffer(manifest, dtype=np.uint8)}
         arrays.update({f"weights/{k}": np.ascontiguousarray(v) for k, v in self.weights.items()})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         return path
 
 

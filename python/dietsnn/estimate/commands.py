@@ -173,8 +173,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from ..fileio import write_atomic
     from .baseline import baseline
-    from .report import write_atomic
 
     if args.images > 10000 - 64:
         raise CLIError("--images must leave the last 64 test images for calibration "

@@ -17,9 +17,10 @@ import numpy as np
 
 from dietsnn.model import Model
 
+from ..fileio import write_atomic
 from .accel import AcceleratorUnavailable, CycleModel, RTLSource
 from .pipeline import golden_stats, hardware, preflight
-from .report import _md_table, _pyplot, save_figure, write_atomic
+from .report import _md_table, _pyplot, save_figure
 from .tools import ToolFailedError
 
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import nir
 import numpy as np
 
+from ..fileio import atomic_path
 from ..model import Layer, Model
 from . import DEFAULT_DT, GRAPH_FORMAT, RESET_SUBTRACT
 
@@ -164,15 +164,8 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
 def write_graph(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
     """Write a NIR graph (HDF5) atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), graph)
     return path
 
 

@@ -94,12 +94,15 @@ def qat_eval(
     logits, spikes = [], {}
     for i in range(0, len(images_u8), batch):
         x = torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch])).to(device)
+        if not record:
+            v = net.integer_logits(net.quantize_input(x), timesteps=timesteps)
+            logits.append(v.cpu().double().numpy())
+            continue
         rec: dict = {}
         net(net.quantize_input(x), "qat", timesteps=timesteps, record=rec)
         logits.append(rec.pop("_logits_int").cpu().double().numpy())
-        if record:
-            for k, v in rec.items():
-                spikes.setdefault(k, []).append(v.transpose(0, 1).cpu().numpy().astype(np.uint8))
+        for k, v in rec.items():
+            spikes.setdefault(k, []).append(v.transpose(0, 1).cpu().numpy().astype(np.uint8))
     out = np.rint(np.concatenate(logits)).astype(np.int64)
     return out, {k: np.concatenate(v) for k, v in spikes.items()}
 

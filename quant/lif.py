@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from . import kernel
+
 SURROGATE_ALPHA = 0.3
 
 
@@ -48,16 +50,30 @@ class LIFFunction(torch.autograd.Function):
     Arguments of ``apply``: ``current`` ``[T, ...]`` (or ``[...]`` with ``steps`` given: the
     same current at every step, as for the direct-encoded first layer), ``theta`` and
     ``lam`` (0-d tensors), ``shift`` (int, or None for the float leak), ``bounds``
-    (``(lo, hi)`` saturation, or None), ``steps`` (int or None).
+    (``(lo, hi)`` saturation, or None), ``steps`` (int or None), ``pool`` (bool: return the
+    2x2 max-pooled spikes of a channels-last ``[T, N, H, W, C]`` current; kernel only).
     """
 
     @staticmethod
-    def forward(ctx, current, theta, lam, shift, bounds, steps):  # noqa: D102
+    def forward(ctx, current, theta, lam, shift, bounds, steps, pool=False):  # noqa: D102
         static = steps is not None
         t_steps = steps if static else current.shape[0]
         shape = current.shape if static else current.shape[1:]
         th = float(theta)
         lam_f = float(lam)
+        ctx.theta = th
+        ctx.lam = lam_f if shift is None else (1.0 if shift == 0 else 1.0 - 2.0 ** -shift)
+        ctx.static = static
+        ctx.pool = pool
+        ctx.kernel = kernel.usable(current)
+        if ctx.kernel:  # one fused C pass (CPU, float32)
+            leak = lam_f if shift is None else (0.0 if shift == 0 else 2.0 ** -shift)
+            spikes, pre = kernel.forward(current, t_steps, static, th, leak, shift is not None,
+                                         bounds, pool)
+            ctx.save_for_backward(pre)
+            return spikes
+        if pool:
+            raise ValueError("pool=True needs the LIF kernel (a contiguous float32 CPU tensor)")
         pre = torch.empty((t_steps, *shape), dtype=current.dtype, device=current.device)
         spikes = torch.empty_like(pre)
         u = None
@@ -78,15 +94,18 @@ class LIFFunction(torch.autograd.Function):
             torch.gt(a, th, out=spikes[t])
             u = torch.sub(a, spikes[t], alpha=th)
         ctx.save_for_backward(pre, spikes)
-        ctx.theta = th
-        ctx.lam = lam_f if shift is None else (1.0 if shift == 0 else 1.0 - 2.0 ** -shift)
-        ctx.static = static
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes):  # noqa: D102
-        pre, spikes = ctx.saved_tensors
         th, lam = ctx.theta, ctx.lam
+        if ctx.kernel:
+            (pre,) = ctx.saved_tensors
+            g_cur, g_th, g_lam = kernel.backward(pre, grad_spikes.contiguous(), ctx.static, th,
+                                                 lam, ctx.pool)
+            return (g_cur, torch.tensor(g_th, dtype=pre.dtype),
+                    torch.tensor(g_lam, dtype=pre.dtype), None, None, None, None)
+        pre, spikes = ctx.saved_tensors
         inv = 1.0 / th
         t_steps = pre.shape[0]
         g_cur = torch.empty_like(pre)
@@ -113,7 +132,7 @@ class LIFFunction(torch.autograd.Function):
             g_u = g_p * lam
         if ctx.static:
             g_cur = g_cur.sum(0)
-        return g_cur, g_theta, g_lam, None, None, None
+        return g_cur, g_theta, g_lam, None, None, None, None
 
 
 def lif(
@@ -141,3 +160,34 @@ def lif(
         perm = [0] + [p + 1 for p in perm]
     inv = sorted(range(len(perm)), key=lambda d: perm[d])
     return s.permute(inv)
+
+
+def lif_pool(
+    current: torch.Tensor,
+    theta: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    shift: int | None,
+    bounds: tuple[float, float] | None,
+    steps: int | None = None,
+) -> torch.Tensor:
+    """``max_pool2d(lif(...), 2)``: the 2x2 max-pooled spikes ``[T, N, C, H/2, W/2]`` of a
+    convolutional LIF layer with current ``[T, N, C, H, W]`` (or ``[N, C, H, W]`` with
+    ``steps``).
+
+    With the CPU kernel and a channels-last current with even ``H`` and ``W``, the LIF and the
+    pooling run as one pass and the full-resolution spikes are never stored (the backward pass
+    recomputes them from the saved membranes); otherwise this is :func:`lif` followed by
+    ``F.max_pool2d``. Both give the same values and gradients.
+    """
+    static = steps is not None
+    t_steps = steps if static else current.shape[0]
+    n, c, h, w = current.shape if static else current.shape[1:]
+    lead = 0 if static else 1
+    cl = current.permute(*range(lead + 1), lead + 2, lead + 3, lead + 1)  # [.., N, H, W, C]
+    if h % 2 == 0 and w % 2 == 0 and cl.is_contiguous() and kernel.usable(cl):
+        y = LIFFunction.apply(cl, theta, lam, shift, bounds, steps, True)
+        return y.permute(0, 1, 4, 2, 3)
+    s = lif(current, theta, lam, shift=shift, bounds=bounds, steps=steps)
+    y = torch.nn.functional.max_pool2d(s.flatten(0, 1), 2)
+    return y.view(t_steps, n, *y.shape[1:])

@@ -34,7 +34,7 @@ from dietsnn.model import InputSpec, Layer
 from dietsnn.topology import build_layers
 from torch import nn
 
-from .lif import lif
+from .lif import lif, lif_pool
 
 MODES = ("ann", "float", "qat")
 
@@ -172,15 +172,29 @@ class DietSNN(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if mode == "ann":
             return self._forward_ann(q)
-        t_steps = timesteps or self.timesteps
+        return self._forward_snn(q, mode, timesteps or self.timesteps, record,
+                                 keep_spikes=record is not None)
+
+    def integer_logits(self, q: torch.Tensor, *, timesteps: int | None = None) -> torch.Tensor:
+        """The integer output membrane ``V`` (float32 tensor) of the QAT forward."""
+        rec: dict = {}
+        self._forward_snn(q, "qat", timesteps or self.timesteps, rec, keep_spikes=False)
+        return rec["_logits_int"]
+
+    def _forward_snn(self, q: torch.Tensor, mode: str, t_steps: int, record: dict | None,
+                     *, keep_spikes: bool) -> torch.Tensor:
         n = q.shape[0]
         x: torch.Tensor | None = None  # spikes [T*N, ...]
         iw = j = 0
         drop = self.dropout[1] if self.training else 0.0
-        for layer in self.layers:
+        layers = self.layers
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            i += 1
             if layer.type == "pool":
                 x = F.max_pool2d(x, 2)
-                if record is not None:
+                if keep_spikes:
                     record[layer.name] = x.view(t_steps, n, *x.shape[1:])
                 continue
             w = self.int_weight(iw) if mode == "qat" else self.weights[iw]
@@ -200,18 +214,23 @@ class DietSNN(nn.Module):
                 scale = self.w_scale[iw] if mode == "qat" else 1.0
                 return v * scale
             if mode == "qat":
-                theta = self.int_threshold(j, iw)
-                lam = self.quant_leak(j)
                 b = self.membrane_bits[j]
-                s = lif(cur, theta, lam, shift=self.shift(j),
-                        bounds=(-(2.0 ** (b - 1)), 2.0 ** (b - 1) - 1),
-                        steps=t_steps if x is None else None)
+                args = (self.int_threshold(j, iw), self.quant_leak(j))
+                kw = {"shift": self.shift(j), "bounds": (-(2.0 ** (b - 1)), 2.0 ** (b - 1) - 1)}
             else:
-                s = lif(cur, self.v_th[j], self.leak[j], shift=None, bounds=None,
-                        steps=t_steps if x is None else None)
-            if record is not None:
-                record[layer.name] = s
-            x = s.flatten(0, 1)
+                args = (self.v_th[j], self.leak[j])
+                kw = {"shift": None, "bounds": None}
+            kw["steps"] = t_steps if x is None else None
+            # LIF + 2x2 max pooling in one pass (the full-size spikes are never stored),
+            # unless every layer's spikes are wanted
+            if not keep_spikes and i < len(layers) and layers[i].type == "pool":
+                x = lif_pool(cur, *args, **kw).flatten(0, 1)
+                i += 1
+            else:
+                s = lif(cur, *args, **kw)
+                if keep_spikes:
+                    record[layer.name] = s
+                x = s.flatten(0, 1)
             iw += 1
             j += 1
         raise AssertionError("the last layer is the output layer")

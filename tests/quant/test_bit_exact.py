@@ -22,3 +22,18 @@ def test_shipped_model_qat_equals_golden_on_real_images(name, cifar_test):
     # and the shipped accuracy is what the golden model measures (on a sample here)
     pred = golden.run(model, model.input.quantize(cifar_test.images[:n])).prediction
     assert np.mean(pred == cifar_test.labels[:n]) > 0.3
+
+
+@pytest.mark.parametrize("lif_kernel", ["1", "0"])
+@pytest.mark.parametrize("name", ["tiny", "cifar10"])
+def test_training_forward_logits_equal_golden(name, lif_kernel, cifar_test, monkeypatch):
+    """The forward that training and evaluation run (LIF and pooling fused when the kernel is
+    on, no spikes kept) gives the golden model's integer logits exactly."""
+    from dietsnn.quant.export import qat_eval
+
+    monkeypatch.setenv("DIETSNN_LIF_KERNEL", lif_kernel)
+    model = load_model(name)
+    images = cifar_test.images[:32]
+    logits, _ = qat_eval(net_from_model(model), images, batch=16)
+    g = golden.run(model, model.input.quantize(images))
+    np.testing.assert_array_equal(logits, g.logits)

@@ -202,10 +202,11 @@ class DietSNN(nn.Module):
                 inp = q if mode == "qat" else q * self.input_spec.scale
                 cur = self._synapse(layer, inp, w)
             else:
-                if drop > 0:
-                    shape = (1, n, *x.shape[1:])
-                    mask = torch.bernoulli(torch.full(shape, 1 - drop, device=x.device))
-                    x = (x.view(t_steps, n, *x.shape[1:]) * mask / (1 - drop)).flatten(0, 1)
+                if drop > 0:  # one mask per image, the same at every step (DIET-SNN)
+                    xs = x.view(t_steps, n, *x.shape[1:])
+                    keep = 1.0 - drop  # the mask has the spikes' memory layout
+                    mask = (torch.empty_like(xs[:1]).uniform_() < keep).to(x.dtype) / keep
+                    x = (xs * mask).flatten(0, 1)
                 cur = self._synapse(layer, x, w).view(t_steps, n, *layer.out_shape)
             if layer.output:
                 v = cur.sum(0) if x is not None else cur * t_steps

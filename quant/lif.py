@@ -17,8 +17,11 @@ saturation and the shift leak pass gradients straight through (``dA/dU = lam_q``
 ``dA/dlam = U``), the straight-through estimator of quantisation-aware training.
 
 Evaluating a layer for all ``T`` steps at once (layer-major) lets the synaptic convolutions
-run once on a ``T * N`` batch and keeps Python out of the per-step autograd graph: this is
-what makes training faster than a per-time-step loop (see ``bench/train_speed.py``).
+run once on a ``T * N`` batch and keeps Python out of the per-step autograd graph. On the CPU
+(contiguous float32 tensors) both passes run in the C kernel of :mod:`dietsnn.quant.kernel`;
+the loops below are the reference it is tested against and the path for CUDA and float64.
+:func:`lif_pool` also folds in the 2x2 max pooling that follows a layer
+(see ``bench/train_speed.py`` and docs/training.md).
 """
 
 from __future__ import annotations

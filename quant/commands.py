@@ -76,7 +76,10 @@ def _train(args: argparse.Namespace) -> int:
         keep_freed_memory()
     pipe = Pipeline(cfg, device=args.device, resume=args.resume, progress=not args.json,
                     budget_minutes=args.budget_minutes)
-    result = pipe.run(stages)
+    try:
+        result = pipe.run(stages)
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
     if args.ship and "export" in result:
         dst = Path(args.ship)
         dst.parent.mkdir(parents=True, exist_ok=True)

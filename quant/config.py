@@ -9,7 +9,8 @@ Example (``configs/cifar10.toml``)::
 
     [data]            # source = "" uses the default search (see dietsnn.data)
     [quant]           # weight_bits, membrane_bits, first_membrane_bits, input_scale
-    [ann]             # epochs, batch_size, lr, momentum, weight_decay, dropout
+    [ann]             # epochs, batch_size, lr, momentum, weight_decay, dropout,
+                      # warmup_epochs, start_from (warm start from another run's ann.pt)
     [init]            # percentile, scale, images
     [snn]             # epochs, batch_size, lr, weight_decay, dropout
 
@@ -54,6 +55,7 @@ class AnnConfig:
     weight_decay: float = 5e-4
     dropout: float = 0.2
     warmup_epochs: int = 1
+    start_from: str = ""  # warm start: the weights of an ANN checkpoint (another run's ann.pt)
 
 
 @dataclass(frozen=True)

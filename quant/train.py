@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from dietsnn.fileio import atomic_path
 from dietsnn.model import InputSpec
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .network import DietSNN
 
 STAGES = ("ann", "init", "snn", "export")
@@ -324,6 +325,17 @@ class Pipeline:
         c = self.cfg.ann
         torch.manual_seed(self.cfg.seed)
         net = build_net(self.cfg).to(self.device)
+        if c.start_from:  # warm start: another ANN's weights, a fresh optimiser and schedule
+            src = Path(c.start_from)
+            if not src.is_file():
+                raise ConfigError(f"config {self.cfg.name!r}: key 'ann.start_from': no "
+                                  f"checkpoint at {src}")
+            try:
+                net.load_state_dict(load_checkpoint(src)["model"])
+            except (KeyError, RuntimeError, pickle.UnpicklingError) as e:
+                raise ConfigError(f"config {self.cfg.name!r}: key 'ann.start_from': {src} is "
+                                  f"not an ANN checkpoint of {self.cfg.arch}: {e}") from None
+            net.to(self.device)
         opt = torch.optim.SGD(list(net.weights.parameters()), lr=c.lr, momentum=c.momentum,
                               weight_decay=c.weight_decay, nesterov=True)
         return self._train("ann", net, c.epochs, c.batch_size, opt, c.lr, c.warmup_epochs,

@@ -73,3 +73,38 @@ def test_bad_config_is_one_line_error(tmp_path, capsys):
     assert main(["train", "--config", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown key(s) ['epochs']" in err
+
+
+def test_ann_warm_start_from_another_run(tmp_path, cifar_test, capsys):
+    """[ann] start_from: the ANN stage begins at another run's weights (fresh optimiser)."""
+    import dataclasses
+
+    from dietsnn.quant import config as cfgmod
+    from dietsnn.quant.train import Pipeline
+
+    cfg = cfgmod.load_config("configs/ci.toml")
+    first = Pipeline(dataclasses.replace(cfg, out_dir=str(tmp_path / "first")), device="cpu",
+                     progress=False)
+    first.stage_ann()
+    src = tmp_path / "first" / "ann.pt"
+    warm = dataclasses.replace(cfg, out_dir=str(tmp_path / "warm"),
+                               ann=dataclasses.replace(cfg.ann, epochs=0, start_from=str(src)))
+    Pipeline(warm, device="cpu", progress=False).stage_ann()  # 0 epochs: the weights as loaded
+    a = load_checkpoint(src)["model"]
+    b = load_checkpoint(tmp_path / "warm" / "ann.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # a missing or foreign checkpoint is a one-line error naming the key
+    bad = tmp_path / "bad.toml"
+    text = open("configs/ci.toml").read().replace(
+        "[ann]\n", f'[ann]\nstart_from = "{tmp_path / "nope.pt"}"\n')
+    bad.write_text(text)
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x"), "--device", "cpu",
+                 "--stage", "ann"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "ann.start_from" in err and "nope.pt" in err
+    torch.save({"model": {"weights.0": torch.zeros(3)}}, tmp_path / "other.pt")
+    bad.write_text(text.replace("nope.pt", "other.pt"))
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "y"), "--device", "cpu",
+                 "--stage", "ann"]) == 1
+    assert "not an ANN checkpoint" in capsys.readouterr().err

@@ -71,11 +71,11 @@ def _train(args: argparse.Namespace) -> int:
             raise CLIError("--device cuda: no CUDA device is available (this torch is "
                            f"{torch.__version__})")
     stages = STAGES if args.stage == "all" else (args.stage,)
-    if pipe_device_is_cpu(args.device):  # this process only trains: keep freed memory
-        from .kernel import keep_freed_memory
-        keep_freed_memory()
     pipe = Pipeline(cfg, device=args.device, resume=args.resume, progress=not args.json,
                     budget_minutes=args.budget_minutes)
+    if pipe.device.type == "cpu":  # this process only trains: keep freed memory
+        from .kernel import keep_freed_memory
+        keep_freed_memory()
     try:
         result = pipe.run(stages)
     except ConfigError as e:
@@ -89,14 +89,6 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, default=str))
     return 0
-
-
-def pipe_device_is_cpu(device: str | None) -> bool:
-    """The device the pipeline will train on is the CPU."""
-    if device is not None:
-        return device == "cpu"
-    import torch
-    return not torch.cuda.is_available()
 
 
 def _test_set(data: str | None, images: int):

@@ -35,9 +35,6 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
 
 #define BLOCK 1024
 #define ALPHA 0.3f
@@ -73,24 +70,6 @@ static inline __attribute__((always_inline)) void forward_step(
         s[i] = sp;
         u[i] = a - th * sp;
     }
-}
-
-/* Copy to memory that is not read again until the backward pass (the saved membranes) with
- * streaming stores where possible: no read-for-ownership, no cache pollution. */
-static void stream_copy(float *restrict dst, const float *restrict src, int64_t len) {
-    int64_t i = 0;
-#if defined(__AVX__)
-    if (((uintptr_t)dst & 31) == 0) {
-        for (; i + 8 <= len; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-    }
-#endif
-    for (; i < len; i++) dst[i] = src[i];
-}
-
-static void stream_fence(void) {
-#if defined(__AVX__)
-    _mm_sfence();
-#endif
 }
 
 /* 2x2 max pooling of one pair of rows s[2][W][C] (row = W*C) into y[W/2][C]. */
@@ -131,7 +110,7 @@ static void unpool_rows(const float *restrict p, const float *restrict gy, float
     }
 }
 
-static void forward_unit(const Job *j, int64_t k, float *u, float *pbuf, float *sbuf) {
+static void forward_unit(const Job *j, int64_t k, float *u, float *sbuf) {
     const int64_t N = j->n, T = j->t_steps;
     const float th = j->theta, m = j->leak, lo = j->lo, hi = j->hi;
     {
@@ -140,10 +119,10 @@ static void forward_unit(const Job *j, int64_t k, float *u, float *pbuf, float *
         for (int64_t t = 0; t < T; t++) {
             const float *c = j->cur + (j->is_static ? 0 : t * N) + b0;
             float *s = j->row ? sbuf : j->out + t * N + b0;
-            if (t == 0) forward_step(c, pbuf, s, u, len, 1, 0, th, m, lo, hi);
-            else if (j->quant) forward_step(c, pbuf, s, u, len, 0, 1, th, m, lo, hi);
-            else forward_step(c, pbuf, s, u, len, 0, 0, th, m, lo, hi);
-            stream_copy(j->pre + t * N + b0, pbuf, len);
+            float *p = j->pre + t * N + b0;
+            if (t == 0) forward_step(c, p, s, u, len, 1, 0, th, m, lo, hi);
+            else if (j->quant) forward_step(c, p, s, u, len, 0, 1, th, m, lo, hi);
+            else forward_step(c, p, s, u, len, 0, 0, th, m, lo, hi);
             if (j->row) pool_rows(sbuf, j->out + t * (N / 4) + b0 / 4, j->row, j->chan);
         }
     }
@@ -247,10 +226,9 @@ static int run(const Job *j, int threads, int backward, double *g_theta, double 
                 part[2 * me] += x;
                 part[2 * me + 1] += y;
             } else {
-                forward_unit(j, k, a, b, c);
+                forward_unit(j, k, a, b);
             }
         }
-        if (!backward) stream_fence();
     }
     double gth = 0.0, glam = 0.0;
     for (int k = 0; k < threads; k++) {

@@ -55,9 +55,12 @@ def test_fused_backward_matches_unrolled_autograd(static):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_quantised_forward_equals_golden_lif():
+@pytest.mark.parametrize("lif_kernel", ["1", "0"])
+def test_quantised_forward_equals_golden_lif(lif_kernel, monkeypatch):
+    """The C kernel and the eager loop (2,500 neurons: several kernel blocks) against golden."""
+    monkeypatch.setenv("DIETSNN_LIF_KERNEL", lif_kernel)
     rng = np.random.default_rng(3)
-    cur = rng.integers(-3000, 3000, size=(6, 500))
+    cur = rng.integers(-3000, 3000, size=(6, 2500))
     for k in range(0, 5):
         for bits in (12, 16):
             spikes, _ = golden.lif_layer(cur, leak_shift=k, threshold=900, membrane_bits=bits)

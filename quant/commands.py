@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from dietsnn.cli import CLIError
+    from dietsnn.errors import CLIError
 
     from .config import ConfigError, load_config
     from .train import STAGES, Pipeline
@@ -100,7 +100,7 @@ def _test_set(data: str | None, images: int):
 
 
 def _accuracy_vs_t(args: argparse.Namespace) -> int:
-    from dietsnn.cli import CLIError
+    from dietsnn.errors import CLIError
     from dietsnn.model import load_model, resolve
 
     from .report import accuracy_vs_t, plot_accuracy_vs_t, record_in_model, table

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dietsnn.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A training configuration is invalid; the message names the file and the key."""
+__all__ = ["ConfigError", "TrainConfig", "load_config"]
 
 
 @dataclass(frozen=True)

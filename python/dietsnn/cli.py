@@ -5,9 +5,12 @@ function in its own ``commands`` module (listed in :data:`COMMAND_MODULES`); a m
 not installed (for example without the hardware extras) simply contributes nothing.
 
 A handler returns an exit code (or None for 0). Expected failures (bad files, missing data,
-missing tools) raise :class:`CLIError`, :class:`~dietsnn.model.ModelFileError` or
-:class:`~dietsnn.data.DataError` and are printed as one line on stderr with exit code 1,
-never a traceback (set ``DIETSNN_DEBUG=1`` for the traceback).
+missing tools, bad arguments) raise a :class:`~dietsnn.errors.DietsnnError` and are printed
+as one line on stderr (``dietsnn CMD: error: ...``) with the error's exit code (1 for most),
+never a traceback. Operating-system errors (a path that exists, is a folder, a read-only file
+system, a full disk) are printed the same way with exit code 1. Any other exception is a bug
+in dietsnn: one line saying so and asking for a report, exit code 70. ``--debug`` (before
+the command) or ``DIETSNN_DEBUG=1`` adds the full traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+
+from .errors import EXIT_BUG, EXIT_INTERRUPTED, CLIError, DietsnnError
 
 COMMAND_MODULES = (
     "dietsnn.commands",
@@ -27,15 +33,23 @@ COMMAND_MODULES = (
     "dietsnn.nirio",
 )
 
+__all__ = ["CLIError", "build_parser", "main"]
 
-class CLIError(Exception):
-    """An expected, user-facing failure: printed as one line, exit code 1."""
+#: Expected failures of parts that do not (yet) derive from DietsnnError: (module, class).
+#: Looked up only in modules already imported, so the command line imports nothing for them.
+FOREIGN_EXPECTED = (
+    ("dietsnn.hw.accel.plan", "PlanError"),
+    ("dietsnn.nirio.importer", "NIRImportError"),
+    ("dietsnn.sim.runner", "SimulatorMissing"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dietsnn",
         description="DIET-SNN integer spiking networks: train, evaluate, generate RTL, simulate.")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback of any error (also DIETSNN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -50,32 +64,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    errs: list[type[BaseException]] = [CLIError, FileNotFoundError, PermissionError]
-    from .model import ModelFileError
-    errs.append(ModelFileError)
-    try:
-        from .data import DataError
-        errs.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errs)
+def _foreign_expected() -> tuple[type[BaseException], ...]:
+    found = []
+    for mod_name, cls_name in FOREIGN_EXPECTED:
+        cls = getattr(sys.modules.get(mod_name), cls_name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
+
+
+def _debug_env() -> bool:
+    return os.environ.get("DIETSNN_DEBUG", "") not in ("", "0")
+
+
+def _os_message(e: OSError) -> str:
+    """One line for an operating-system error: what failed, and on which path."""
+    what = e.strerror or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit code (0 success, 1 error, 70 a bug)."""
+    debug = _debug_env()
+    command = "dietsnn"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        debug = debug or args.debug
+        command = f"dietsnn {args.command}"
         rc = args.func(args)
     except KeyboardInterrupt:
-        print("dietsnn: interrupted", file=sys.stderr)
-        return 130
-    except _expected_errors() as e:
-        if os.environ.get("DIETSNN_DEBUG"):
-            raise
-        print(f"dietsnn {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except DietsnnError as e:
+        return _report(command, str(e), e.exit_code, debug)
+    except OSError as e:
+        return _report(command, _os_message(e), 1, debug)
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if isinstance(e, _foreign_expected()):
+            return _report(command, str(e), 1, debug)
+        first = (str(e).strip().splitlines() or [""])[0]
+        msg = (f"internal error {type(e).__name__}: {first} -- this is a bug in dietsnn, "
+               "please report it" + ("" if debug else " (with the trace from --debug)"))
+        return _report(command, msg, EXIT_BUG, debug)
     return int(rc or 0)
+
+
+def _report(command: str, message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    line = " ".join(message.split("\n")[0].split()) or "(no message)"
+    print(f"{command}: error: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

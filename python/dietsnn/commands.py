@@ -128,7 +128,7 @@ def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .cli import CLIError
+    from .errors import CLIError
     from .data import load_cifar10
 
     model = load_model(args.model)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
 from .fileio import atomic_path
 from .model import CIFAR10_CLASSES
 
@@ -60,9 +61,6 @@ _FORMS = ("expected the CIFAR-10 python release ('cifar-10-batches-py' folder or
           "'cifar-10-python.tar.gz') or an image tree 'train|test/<class>/*.png|jpg|jpeg' "
           "(folder, .tar or .tar.gz)")
 
-
-class DataError(Exception):
-    """The data set is missing or malformed. The message names the path and expected form."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 from dietsnn.model import Model, load_model
 
 from .energy import HOROWITZ_45NM, load_energy_table

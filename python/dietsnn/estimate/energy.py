@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 from dietsnn.golden import Result
 from dietsnn.model import Layer, Model
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 
 TARGETS = ("xc7", "ecp5", "ice40")
 #: The resource kinds checked against a part's capacity.

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dietsnn import golden
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 from dietsnn.model import Model
 
 from .accel import CycleModel, RTLSource, accelerator_cycles, accelerator_source

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 
 #: tool name -> (executable, PyPI package that installs it, environment override)
 TOOLS: dict[str, tuple[str, str, str]] = {

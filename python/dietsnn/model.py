@@ -26,15 +26,19 @@ Manifest (format version 1)::
     }
 
 Every field is checked on load; any problem raises :class:`ModelFileError` naming the file and
-the field. Writing is atomic: a temporary file in the same folder, then a rename.
+the field. Loading is bounded: member sizes, the manifest's size, its JSON nesting and
+integers, and every weight member's ``.npy`` header (dtype and shape against the manifest) are
+checked before any data is read or inflated, so a decompression bomb is refused in a few
+kilobytes of memory (see ``docs/robustness.md``). Writing is atomic: a temporary file in the
+same folder, then a rename.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError, ModelFileError
 from .fileio import atomic_path
 
 FORMAT = "dietsnn-model"
@@ -55,9 +60,33 @@ CIFAR10_CLASSES = (
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
+#: Limits of :func:`load` (a model file is untrusted input).
+MAX_MANIFEST_BYTES = 1 << 20  # the manifest JSON (the shipped ones are ~4 kB)
+MAX_WEIGHT_BYTES = 256 << 20  # all weight members together (cifar10: 0.3 MB)
+MAX_MEMBERS = 4096  # zip members
+MAX_JSON_DEPTH = 32  # nesting of JSON arrays and objects in the manifest
+MAX_JSON_INT_DIGITS = 19  # integers beyond int64 are refused
+MAX_DIM = 1 << 20  # one entry of a shape
+MAX_ELEMENTS = 1 << 31  # elements of one shape (neurons of a layer, pixels of the input)
 
-class ModelFileError(ValueError):
-    """A model file or manifest is malformed. The message names the file and the field."""
+#: Names of models and layers: letters, digits and ``_``, starting with a letter. Used in
+#: file and folder names, so never a path.
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+#: Names of models and training runs may also hold ``-`` and ``.`` (not first, no ``..``).
+MODEL_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def is_identifier(name: object, *, model: bool = False) -> bool:
+    """True if ``name`` is a layer name (or, with ``model``, a model or run name).
+
+    Such names are safe as one component of a path: no separator, no ``..``, not absolute,
+    not empty, ASCII only.
+    """
+    if not isinstance(name, str):
+        return False
+    if model:
+        return bool(MODEL_NAME_RE.match(name)) and ".." not in name
+    return bool(NAME_RE.match(name))
 
 
 def _fail(where: str, msg: str) -> None:
@@ -103,7 +132,7 @@ class InputSpec:
         """Quantise uint8 images ``[N, C, H, W]`` to the network's integer input."""
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != self.shape:
-            raise ValueError(
+            raise InputError(
                 f"images must be uint8 [N, {', '.join(map(str, self.shape))}], "
                 f"not {images.dtype} {list(images.shape)}"
             )
@@ -116,8 +145,9 @@ class InputSpec:
 
 
 def check_input(spec: InputSpec, where: str) -> None:
-    if len(spec.shape) != 3 or not all(isinstance(v, int) and v > 0 for v in spec.shape):
+    if len(spec.shape) != 3 or not all(_is_int(v) and v > 0 for v in spec.shape):
         _fail(where, f"field 'input.shape' must be 3 positive integers [C, H, W], not {spec.shape}")
+    _check_size(spec.shape, where, "input.shape")
     c = spec.shape[0]
     for key in ("mean", "std"):
         v = getattr(spec, key)
@@ -186,11 +216,11 @@ class Layer:
     @property
     def fan_in(self) -> int:
         """Number of synapses per neuron."""
-        return int(np.prod(self.weight_shape[1:])) if self.has_weights else 0
+        return math.prod(self.weight_shape[1:]) if self.has_weights else 0
 
     @property
     def neurons(self) -> int:
-        return int(np.prod(self.out_shape))
+        return math.prod(self.out_shape)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.type,
@@ -209,9 +239,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _check_size(shape: tuple[Any, ...], where: str, key: str) -> None:
+    """Refuse shapes too large to allocate (before numpy overflows computing their size)."""
+    if any(v > MAX_DIM for v in shape) or math.prod(shape) > MAX_ELEMENTS:
+        _fail(where, f"field '{key}' {list(shape)} is too large (at most {MAX_DIM} per "
+                     f"dimension and {MAX_ELEMENTS} elements)")
+
+
 def check_layer(layer: Layer, where: str) -> None:
-    if not (isinstance(layer.name, str) and layer.name.replace("_", "a").isalnum()
-            and layer.name[:1].isalpha()):
+    if not is_identifier(layer.name):
         _fail(where, f"field 'name' must be letters, digits and '_' starting with a letter, "
                      f"not {layer.name!r}")
     if layer.type not in LAYER_TYPES:
@@ -221,6 +257,7 @@ def check_layer(layer: Layer, where: str) -> None:
         want = 1 if layer.type == "linear" else 3
         if len(shape) != want or not all(_is_int(v) and v > 0 for v in shape):
             _fail(where, f"field '{key}' must be {want} positive integers, not {list(shape)}")
+        _check_size(shape, where, key)
     c, o = layer.in_shape, layer.out_shape
     if layer.type == "conv" and c[1:] != o[1:]:
         _fail(where, f"field 'out_shape' of a conv keeps H and W: expected [C, {c[1]}, {c[2]}], "
@@ -318,39 +355,8 @@ class Model:
 
     # -- checks ------------------------------------------------------------------------------
     def validate(self, where: str) -> None:
-        if not (isinstance(self.name, str) and self.name):
-            _fail(where, f"field 'name' must be a non-empty string, not {self.name!r}")
-        if self.kind not in MODEL_KINDS:
-            _fail(where, f"field 'kind' must be one of {', '.join(MODEL_KINDS)}, not {self.kind!r}")
-        if not (_is_int(self.timesteps) and 1 <= self.timesteps <= 1024):
-            _fail(where, f"field 'timesteps' must be an integer in 1..1024, "
-                         f"not {self.timesteps!r}")
-        if not self.layers:
-            _fail(where, "field 'layers' must list at least one layer")
-        names = [x.name for x in self.layers]
-        if len(set(names)) != len(names):
-            _fail(where, f"field 'layers' has duplicate names: {names}")
-        first = self.layers[0]
-        if first.type == "pool":
-            _fail(where, "field 'layers[0]' must be conv or linear: it takes the input image")
-        last = self.layers[-1]
-        if not (last.type == "linear" and last.output):
-            _fail(where, f"field 'layers[{len(self.layers) - 1}]' must be the output layer "
-                         f"(type linear, output true)")
-        for i, layer in enumerate(self.layers[:-1]):
-            if layer.output:
-                _fail(where, f"field 'layers[{i}].output': only the last layer is the output")
-        if not (isinstance(self.classes, tuple) and all(isinstance(c, str) for c in self.classes)
-                and len(self.classes) == last.out_shape[0]):
-            _fail(where, f"field 'classes' must be {last.out_shape[0]} strings (one per output), "
-                         f"not {list(self.classes)}")
-        prev: tuple[int, ...] = self.input.shape
-        for i, layer in enumerate(self.layers):
-            want = (int(np.prod(prev)),) if layer.type == "linear" else prev
-            if layer.in_shape != want:
-                _fail(where, f"field 'layers[{i}].in_shape' ({layer.name}) must be {list(want)} "
-                             f"to follow the previous layer, not {list(layer.in_shape)}")
-            prev = layer.out_shape
+        check_structure(self.name, self.kind, self.timesteps, self.input, self.layers,
+                        self.classes, where)
         expected = {x.name for x in self.layers if x.has_weights}
         if set(self.weights) != expected:
             missing, extra = expected - set(self.weights), set(self.weights) - expected
@@ -385,6 +391,45 @@ class Model:
             f.flush()
             os.fsync(f.fileno())
         return path
+
+
+def check_structure(name: Any, kind: Any, timesteps: Any, spec: InputSpec,
+                    layers: tuple[Layer, ...], classes: Any, where: str) -> None:
+    """Whole-model checks that do not need the weights (names, chaining, output layer)."""
+    if not is_identifier(name, model=True):
+        _fail(where, f"field 'name' must be letters, digits, '_', '-' and '.' starting "
+                     f"with a letter (at most 128, no '..'), not {name!r}")
+    if kind not in MODEL_KINDS:
+        _fail(where, f"field 'kind' must be one of {', '.join(MODEL_KINDS)}, not {kind!r}")
+    if not (_is_int(timesteps) and 1 <= timesteps <= 1024):
+        _fail(where, f"field 'timesteps' must be an integer in 1..1024, "
+                     f"not {timesteps!r}")
+    if not layers:
+        _fail(where, "field 'layers' must list at least one layer")
+    names = [x.name for x in layers]
+    if len(set(names)) != len(names):
+        _fail(where, f"field 'layers' has duplicate names: {names}")
+    first = layers[0]
+    if first.type == "pool":
+        _fail(where, "field 'layers[0]' must be conv or linear: it takes the input image")
+    last = layers[-1]
+    if not (last.type == "linear" and last.output):
+        _fail(where, f"field 'layers[{len(layers) - 1}]' must be the output layer "
+                     f"(type linear, output true)")
+    for i, layer in enumerate(layers[:-1]):
+        if layer.output:
+            _fail(where, f"field 'layers[{i}].output': only the last layer is the output")
+    if not (isinstance(classes, tuple) and all(isinstance(c, str) for c in classes)
+            and len(classes) == last.out_shape[0]):
+        _fail(where, f"field 'classes' must be {last.out_shape[0]} strings (one per output), "
+                     f"not {list(classes)}")
+    prev: tuple[int, ...] = spec.shape
+    for i, layer in enumerate(layers):
+        want = (math.prod(prev),) if layer.type == "linear" else prev
+        if layer.in_shape != want:
+            _fail(where, f"field 'layers[{i}].in_shape' ({layer.name}) must be {list(want)} "
+                         f"to follow the previous layer, not {list(layer.in_shape)}")
+        prev = layer.out_shape
 
 
 def signed_bits(bound: int) -> int:
@@ -431,8 +476,8 @@ def _check_keys(d: Any, allowed: set[str], required: set[str], where: str) -> No
         _fail(where, f"missing field(s) {missing}")
 
 
-def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) -> Model:
-    """Build and validate a :class:`Model` from a parsed manifest and its weight arrays."""
+def _parse_layers(man: Any, where: str) -> tuple[InputSpec, list[Layer]]:
+    """Check the manifest's top level, input and layers (not the weights); return them."""
     _check_keys(man, _TOP_KEYS, _TOP_KEYS, f"{where}: manifest")
     if man["format"] != FORMAT:
         _fail(where, f"field 'format' must be {FORMAT!r}, not {man['format']!r}")
@@ -441,6 +486,9 @@ def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) ->
                      f"this dietsnn reads version {VERSION}")
     inp = man["input"]
     _check_keys(inp, _INPUT_KEYS, _INPUT_KEYS, f"{where}: field 'input'")
+    for key in ("shape", "mean", "std"):
+        if not isinstance(inp[key], list):
+            _fail(where, f"field 'input.{key}' must be a list, not {inp[key]!r}")
     try:
         spec = InputSpec(shape=tuple(inp["shape"]), mean=tuple(inp["mean"]),
                          std=tuple(inp["std"]), scale=inp["scale"], bits=inp["bits"])
@@ -452,15 +500,33 @@ def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) ->
     for i, d in enumerate(man["layers"]):
         _check_keys(d, _LAYER_KEYS, {"name", "type", "in_shape", "out_shape"},
                     f"{where}: field 'layers[{i}]'")
+        for key in ("in_shape", "out_shape"):
+            if not isinstance(d[key], list):
+                _fail(where, f"field 'layers[{i}]': field '{key}' must be a list, "
+                             f"not {d[key]!r}")
         try:
             layers.append(Layer(**d))
         except (TypeError, ModelFileError) as e:
             _fail(where, f"field 'layers[{i}]': {e}")
+    return spec, layers
+
+
+def _check_manifest(man: Any, where: str) -> tuple[InputSpec, list[Layer]]:
+    """Every check of the manifest that does not need the weight arrays."""
+    spec, layers = _parse_layers(man, where)
     for key in ("provenance", "metrics"):
         if not isinstance(man[key], dict):
             _fail(where, f"field '{key}' must be a JSON object")
     if not isinstance(man["classes"], list):
         _fail(where, "field 'classes' must be a list of strings")
+    check_structure(man["name"], man["kind"], man["timesteps"], spec, tuple(layers),
+                    tuple(man["classes"]), where)
+    return spec, layers
+
+
+def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) -> Model:
+    """Build and validate a :class:`Model` from a parsed manifest and its weight arrays."""
+    spec, layers = _check_manifest(man, where)
     try:
         return Model(name=man["name"], timesteps=man["timesteps"], input=spec,
                      layers=tuple(layers), weights=weights, classes=tuple(man["classes"]),
@@ -469,46 +535,183 @@ def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) ->
         raise ModelFileError(f"{where}: {str(e).removeprefix('model: ')}") from None
 
 
-def load(path: str | os.PathLike) -> Model:
-    """Load and validate a model file. Raises :class:`ModelFileError` naming file and field."""
-    path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        _fail(where, "no such file")
-    data = path.read_bytes()
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        _fail(where, "not a model file: expected a .npz (zip) archive; the file is truncated "
-                     "or of another kind")
-    members: dict[str, np.ndarray] = {}
+# -- bounded reading -------------------------------------------------------------------------
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of arrays and objects in JSON ``text`` (strings ignored)."""
+    bare = _STRING_RE.sub("", text).encode("ascii", "replace")
+    b = np.frombuffer(bare, dtype=np.uint8)
+    step = (np.isin(b, (ord("["), ord("{"))).astype(np.int32)
+            - np.isin(b, (ord("]"), ord("}"))).astype(np.int32))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def parse_json(text: str, where: str, *, error: type[Exception] = ModelFileError,
+               max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of untrusted text: nesting at most ``max_depth``, integers within int64.
+
+    Raises ``error`` (one line, prefixed with ``where``) on invalid JSON or a limit.
+    """
+    if json_depth(text) > max_depth:
+        raise error(f"{where}: JSON nested deeper than {max_depth} levels")
+
+    def parse_int(s: str) -> int:
+        if len(s.lstrip("-")) > MAX_JSON_INT_DIGITS:
+            raise error(f"{where}: JSON integer with more than {MAX_JSON_INT_DIGITS} digits")
+        return int(s)
+
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            for k in npz.files:
-                try:
-                    members[k] = npz[k]
-                except ValueError as e:
-                    if "allow_pickle" not in str(e):
-                        raise
-                    raise ModelFileError(f"{where}: member {k!r} is a pickled object array; "
-                                         "model files hold plain integer arrays only") from None
+        return json.loads(text, parse_int=parse_int)
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: not valid JSON: {e}") from None
+    except RecursionError:  # not reached after the depth check; kept as a guard
+        raise error(f"{where}: JSON nested too deeply") from None
+
+
+def _npy_header(f: Any, where: str, member: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """Read the header of the ``.npy`` stream ``f``: ``(dtype, shape, fortran_order)``."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            _fail(where, f"member {member!r}: unsupported .npy version {version}")
     except ModelFileError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except (ValueError, SyntaxError, TypeError, EOFError, OSError) as e:
+        _fail(where, f"member {member!r} is not a .npy array: {e}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as e:
         _fail(where, f"cannot read the archive (truncated or corrupt?): {e}")
+    if dtype.hasobject:
+        _fail(where, f"member {member!r} is a pickled object array; model files hold plain "
+                     "integer arrays only")
+    return dtype, tuple(shape), fortran
+
+
+def _read_npy_data(f: Any, dtype: np.dtype, shape: tuple[int, ...], fortran: bool, where: str,
+                   member: str) -> np.ndarray:
+    """Read exactly the array data after the header (its size already checked), then EOF."""
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    try:
+        raw = f.read(nbytes)
+        trailing = f.read(1)  # also makes zipfile check the member's CRC
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+        _fail(where, f"cannot read the archive (truncated or corrupt?): member {member!r}: {e}")
+    if len(raw) != nbytes:
+        _fail(where, f"member {member!r} is truncated: {len(raw)} of {nbytes} data bytes")
+    if trailing:
+        _fail(where, f"member {member!r} has data after its array")
+    arr = np.frombuffer(raw, dtype=dtype, count=count)
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _member_names(zf: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        _fail(where, f"{len(infos)} archive members; a model file has at most {MAX_MEMBERS}")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        key = info.filename.removesuffix(".npy")
+        if key in members:
+            _fail(where, f"member {key!r} appears twice")
+        members[key] = info
+    return members
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load and validate a model file. Raises :class:`ModelFileError` naming file and field.
+
+    Bounded: nothing larger than the limits of this module (``MAX_*``) is read or inflated;
+    each weight member's dtype and shape are checked against the manifest from its header.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        if not path.is_file():
+            _fail(where, "no such file" if not path.exists() else "not a file")
+        with path.open("rb") as fh:
+            if not zipfile.is_zipfile(fh):
+                _fail(where, "not a model file: expected a .npz (zip) archive; the file is "
+                             "truncated or of another kind")
+            fh.seek(0)
+            try:
+                zf = zipfile.ZipFile(fh)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as e:
+                _fail(where, f"not a model file: expected a .npz (zip) archive; the file is "
+                             f"truncated or of another kind ({e})")
+            with zf:
+                return _load_zip(zf, where)
+    except OSError as e:
+        _fail(where, f"cannot read: {e.strerror or e}")
+    raise AssertionError("unreachable")
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Any:
+    try:
+        return zf.open(info)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError) as e:
+        _fail(where, f"cannot read the archive (truncated or corrupt?): {e}")
+
+
+def _load_zip(zf: zipfile.ZipFile, where: str) -> Model:
+    members = _member_names(zf, where)
     if "manifest" not in members:
         _fail(where, "missing member 'manifest'")
-    raw = members.pop("manifest")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        _fail(where, f"member 'manifest' must be uint8 [n] UTF-8 JSON, not {raw.dtype} "
-                     f"{list(raw.shape)}")
-    try:
-        man = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(where, f"member 'manifest' is not valid UTF-8 JSON: {e}")
-    weights = {}
-    for key, arr in members.items():
-        if not key.startswith("weights/"):
+    for key in members:
+        if key != "manifest" and not key.startswith("weights/"):
             _fail(where, f"unknown member {key!r}; expected 'manifest' and 'weights/<layer>'")
-        weights[key.removeprefix("weights/")] = arr
+    info = members.pop("manifest")
+    if info.file_size > MAX_MANIFEST_BYTES + 4096:
+        _fail(where, f"member 'manifest' is {info.file_size} bytes; at most "
+                     f"{MAX_MANIFEST_BYTES} are allowed")
+    with _open_member(zf, info, where) as f:
+        dtype, shape, fortran = _npy_header(f, where, "manifest")
+        if dtype != np.uint8 or len(shape) != 1:
+            _fail(where, f"member 'manifest' must be uint8 [n] UTF-8 JSON, not {dtype} "
+                         f"{list(shape)}")
+        if shape[0] > MAX_MANIFEST_BYTES:
+            _fail(where, f"member 'manifest' is {shape[0]} bytes; at most "
+                         f"{MAX_MANIFEST_BYTES} are allowed")
+        raw = _read_npy_data(f, dtype, shape, fortran, where, "manifest")
+    try:
+        text = raw.tobytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        _fail(where, f"member 'manifest' is not valid UTF-8 JSON: {e}")
+    man = parse_json(text, f"{where}: member 'manifest' is not valid UTF-8 JSON")
+    _, layers = _check_manifest(man, where)
+
+    # weights: every header against the manifest before any data is read
+    by_name = {x.name: x for x in layers if x.has_weights}
+    names = {k.removeprefix("weights/") for k in members}
+    if names != set(by_name):
+        _fail(where, f"weights: missing {sorted(set(by_name) - names)}, "
+                     f"unknown {sorted(names - set(by_name))}")
+    total = 0
+    for key, info in members.items():  # pass 1: headers only
+        layer = by_name[key.removeprefix("weights/")]
+        want_dtype = weight_dtype(layer.weight_bits)
+        total += math.prod(layer.weight_shape) * want_dtype.itemsize
+        if total > MAX_WEIGHT_BYTES:
+            _fail(where, f"weights take more than {MAX_WEIGHT_BYTES} bytes (at {key}); "
+                         f"larger models are refused")
+        with _open_member(zf, info, where) as f:
+            dtype, shape, _ = _npy_header(f, where, key)
+        if dtype != want_dtype:
+            _fail(where, f"{key}: dtype must be {want_dtype} for {layer.weight_bits}-bit "
+                         f"weights, not {dtype}")
+        if shape != layer.weight_shape:
+            _fail(where, f"{key}: shape must be {list(layer.weight_shape)}, not {list(shape)}")
+    weights = {}
+    for key, info in members.items():  # pass 2: data, exactly the size the headers declare
+        with _open_member(zf, info, where) as f:
+            dtype, shape, fortran = _npy_header(f, where, key)
+            weights[key.removeprefix("weights/")] = _read_npy_data(f, dtype, shape, fortran,
+                                                                   where, key)
     return model_from_manifest(man, weights, where)
 
 

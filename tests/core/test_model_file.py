@@ -93,7 +93,7 @@ MANIFEST_CASES = [
     ("version", 2, False, r"field 'version': unsupported version 2"),
     ("version", "1", False, r"field 'version': unsupported version '1'"),
     ("kind", "guess", False, r"field 'kind' must be one of trained, random-test"),
-    ("name", "", False, r"field 'name' must be a non-empty string"),
+    ("name", "", False, r"field 'name' must be letters, digits"),
     ("timesteps", 0, False, r"field 'timesteps' must be an integer in 1\.\.1024"),
     ("timesteps", 2.5, False, r"field 'timesteps'"),
     ("input.bits", 1, False, r"field 'input\.bits' must be an integer in 2\.\.16"),

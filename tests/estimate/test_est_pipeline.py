@@ -132,8 +132,12 @@ def test_cli_estimate_json_without_synthesis(monkeypatch, tmp_path, capsys):
     path = m.save(tmp_path / "m.npz")
 
     def fake_images(model, n, data, **kw):
+        from dietsnn.selection import selection_record
+
         rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n)
+        rec = selection_record(np.arange(n), split="test", total=n)
+        return (rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n),
+                rec)
 
     monkeypatch.setattr("dietsnn.estimate.commands._images", fake_images)
     rc = main(["estimate", "--model", str(path), "--images", "3", "--no-synth", "--json",
@@ -142,6 +146,7 @@ def test_cli_estimate_json_without_synthesis(monkeypatch, tmp_path, capsys):
     assert rc == 0 and out.count("\n") == 1
     r = json.loads(out)
     assert r["config"]["images"] == 3 and "synthesis" not in r
+    assert r["selection"]["count"] == 3 and r["selection"]["indices"] == [0, 1, 2]
     # conv1: 3 -> 4 channels, 2 + 3 * 30 + 2 = 94 taps per axis; out: 4*16*16 -> 10
     assert r["energy"]["ann_macs"] == 4 * 3 * 94 * 94 + 4 * 16 * 16 * 10
     assert (tmp_path / "r" / "report.md").is_file()

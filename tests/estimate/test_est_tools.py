@@ -88,7 +88,7 @@ def test_missing_tool_in_the_cli(monkeypatch, tmp_path, capsys):
     path = random_model("4C-P-10", seed=0).save(tmp_path / "m.npz")
     monkeypatch.setenv("DIETSNN_YOSYS", str(tmp_path / "nope"))
     monkeypatch.setattr("dietsnn.estimate.commands._images",
-                        lambda model, n, data, **kw: _random_images(n))
+                        lambda model, n, data, **kw: (*_random_images(n), None))
     rc = main(["estimate", "--model", str(path), "--images", "2", "--lanes", "4"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("dietsnn estimate: error: DIETSNN_YOSYS=")

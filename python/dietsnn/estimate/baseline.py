@@ -18,7 +18,8 @@ The ANN
 Fixed point (hls4ml, Vitis backend, ``io_stream``)
     The same homogeneity lets us renormalise each layer by a power of two without changing
     the function: layer ``l``'s activations are divided by ``S_l = 2^k_l``, chosen on
-    calibration images (test images not used for the accuracy) so that their maximum is at
+    calibration images (64 of the training split, stratified by class: never an image the
+    accuracy is measured on) so that their maximum is at
     most 8, and its weights become ``W_int * S_{l-1} / S_l`` (exact: a shift of the integer
     weights). The input is ``q / 16`` (``q`` the int8 image, so at most 8 and exact).
 

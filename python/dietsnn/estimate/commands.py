@@ -11,25 +11,36 @@ import numpy as np
 
 from dietsnn.errors import CLIError
 from dietsnn.model import Model, load_model
+from dietsnn.selection import MODES
 
 from .energy import HOROWITZ_45NM, load_energy_table
 from .parts import PARTS, TARGETS, get_part
 
+#: Images of the training split (stratified, seeded by ``--seed``) that set the baseline's
+#: fixed-point layer scales.
+CALIBRATION_IMAGES = 64
 
-def _images(model: Model, n: int, data: str | None, *, offset: int = 0,
-            progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` CIFAR-10 test images (uint8) and labels, from index ``offset``."""
+
+def _images(model: Model, n: int, data: str | None, *, split: str = "test",
+            mode: str = "spread", seed: int = 0, progress: bool = True
+            ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` representative CIFAR-10 images (uint8) of ``split``, their labels, and the
+    selection record for the JSON output (:mod:`dietsnn.selection`)."""
     from dietsnn.data import load_cifar10
+    from dietsnn.selection import select_subset
 
     if model.input.shape != (3, 32, 32):
         raise CLIError(f"model {model.name} takes {list(model.input.shape)} inputs; the "
-                       f"CIFAR-10 test set is [3, 32, 32]")
+                       f"CIFAR-10 {split} set is [3, 32, 32]")
     if n < 1:
         raise CLIError(f"--images must be a positive integer, not {n}")
-    ds = load_cifar10(split="test", data=data, progress=progress)
-    if offset >= len(ds.images):
-        raise CLIError(f"the test set has only {len(ds.images)} images")
-    return ds.images[offset:offset + n], ds.labels[offset:offset + n]
+    ds = load_cifar10(split=split, data=data, progress=progress)
+    if n > len(ds.labels):
+        raise CLIError(f"--images {n}: the {split} set has only {len(ds.labels)} images")
+    try:
+        return select_subset(ds, n, split=split, mode=mode, seed=seed)
+    except ValueError as e:
+        raise CLIError(f"image selection: {e}") from None
 
 
 def _lanes(text: str) -> list[int]:
@@ -58,7 +69,12 @@ def _target_part(args: argparse.Namespace) -> tuple[str, str | None]:
 def _common(p: argparse.ArgumentParser, images: int) -> None:
     p.add_argument("--model", required=True, help="model file or shipped name (cifar10, tiny)")
     p.add_argument("--images", type=int, default=images,
-                   help=f"CIFAR-10 test images to run (default {images})")
+                   help=f"CIFAR-10 test images to run (default {images}), chosen by --select")
+    p.add_argument("--select", choices=MODES, default="spread",
+                   help="image selection: 'spread' evenly over the class-sorted test set "
+                        "(default) or 'stratified' (seeded random, equal count per class)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the stratified selection (default 0)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder or archive (default: search)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -126,6 +142,8 @@ def _command_line(args: argparse.Namespace, target: str, part: str | None) -> st
     """The estimate command that reproduces this report (defaults spelt out)."""
     words = ["dietsnn", "estimate", "--model", args.model, "--lanes", str(args.lanes),
              "--target", target, "--images", str(args.images)]
+    if args.select != "spread":
+        words += ["--select", args.select, "--seed", str(args.seed)]
     if part:
         words += ["--part", part]
     for flag in ("energy_table", "clock_mhz", "data"):
@@ -144,10 +162,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         raise CLIError(f"--lanes must be a positive power of two, not {args.lanes}")
     table = load_energy_table(args.energy_table) if args.energy_table else HOROWITZ_45NM
     model = load_model(args.model)
-    images, labels = _images(model, args.images, args.data)
+    images, labels, sel = _images(model, args.images, args.data, mode=args.select,
+                                  seed=args.seed)
     r = estimate(model, images, labels, lanes=args.lanes, target=target, part=part,
                  table=table, synth=not args.no_synth, pnr=not args.no_pnr,
-                 freq_mhz=args.freq, clock_mhz=args.clock_mhz, cache=not args.no_cache)
+                 freq_mhz=args.freq, clock_mhz=args.clock_mhz, cache=not args.no_cache,
+                 selection=sel)
     r["command"] = _command_line(args, target, part)
     if args.report:
         paths = write_report(r, args.report, command=r["command"])
@@ -162,10 +182,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     target, part = _target_part(args)
     model = load_model(args.model)
-    images, labels = _images(model, args.images, args.data)
+    images, labels, sel = _images(model, args.images, args.data, mode=args.select,
+                                  seed=args.seed)
     s = sweep(model, images, labels, lanes=args.lanes, target=target, part=part,
               pnr=not args.no_pnr, freq_mhz=args.freq, clock_mhz=args.clock_mhz,
-              cache=not args.no_cache)
+              cache=not args.no_cache, selection=sel)
     paths = write_sweep(s, args.out)
     s["files"] = [str(x) for x in paths]
     _emit(args, s, sweep_table(s) + f"\nwritten: {', '.join(map(str, paths))}")
@@ -176,15 +197,17 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from ..fileio import write_atomic
     from .baseline import baseline
 
-    if args.images > 10000 - 64:
-        raise CLIError("--images must leave the last 64 test images for calibration "
-                       f"(at most {10000 - 64})")
     model = load_model(args.model)
-    images, labels = _images(model, args.images, args.data)
-    calib, _ = _images(model, 64, args.data, offset=10000 - 64, progress=False)
+    images, labels, sel = _images(model, args.images, args.data, mode=args.select,
+                                  seed=args.seed)
+    # calibration from the training split: never an image the accuracy is measured on
+    calib, _, calib_sel = _images(model, CALIBRATION_IMAGES, args.data, split="train",
+                                  mode="stratified", seed=args.seed, progress=False)
     out = Path(args.out or Path("build") / "baseline" / model.name)
     r = baseline(model, images, labels, calib, out_dir=out, reuse_factor=args.reuse_factor,
                  part=args.fpga_part, ann_checkpoint=args.ann_checkpoint)
+    r["selection"] = sel
+    r["calibration"] = calib_sel
     write_atomic(out / "baseline.json", (json.dumps(r, indent=1) + "\n").encode())
     a = r["accuracy"]
     text = (f"ANN baseline of {model.name} on {r['images']} CIFAR-10 test images\n"

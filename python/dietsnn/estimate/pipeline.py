@@ -167,8 +167,12 @@ def estimate(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
              table: EnergyTable = HOROWITZ_45NM, source: RTLSource | None = None,
              cycle_model: CycleModel | None = None, synth: bool = True, pnr: bool = True,
              freq_mhz: float = 100.0, clock_mhz: float | None = None, cache: bool = True,
-             progress: bool = True) -> dict:
-    """The full estimate for one configuration, as plain JSON (module docstring)."""
+             progress: bool = True, selection: dict | None = None) -> dict:
+    """The full estimate for one configuration, as plain JSON (module docstring).
+
+    ``selection`` describes which images were run (:func:`dietsnn.selection.selection_record`);
+    it is copied into the report as ``"selection"`` (``None``: images given by the caller).
+    """
     if part is not None:
         get_part(part, target)  # a bad part fails before any long run
     preflight(target, synth=synth, pnr=pnr)
@@ -181,6 +185,7 @@ def estimate(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
         "accuracy": {"golden": gs.accuracy if labels is not None else None,
                      "images": gs.images,
                      "manifest_test_accuracy": model.metrics.get("test_accuracy")},
+        "selection": selection,
         "energy": summarise(model, gs.ops, table),
         "tools": tool_versions(),
     }

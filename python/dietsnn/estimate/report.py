@@ -66,6 +66,10 @@ def summary_table(r: dict) -> str:
     acc = r["accuracy"]["golden"]
     rows.append(("golden accuracy", f"{_fmt(acc, 4)} on {r['accuracy']['images']} images"
                  if acc is not None else "n/a"))
+    sel = r.get("selection")
+    if sel:
+        rows.append(("images", f"{sel['count']} of the {sel['split']} set, {sel['mode']} "
+                     f"selection (sha256 {sel['sha256'][:12]})"))
     rows.append(("lanes / target", f"{c['lanes']} / {c['target']} ({c['part']})"))
     if "synthesis" in r:
         res = r["synthesis"]["resources"]

@@ -39,8 +39,11 @@ def sweep(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
           lanes: Sequence[int], target: str = "ecp5", part: str | None = None,
           source: RTLSource | None = None, cycle_model: CycleModel | None = None,
           pnr: bool = True, freq_mhz: float = 100.0, clock_mhz: float | None = None,
-          cache: bool = True, progress: bool = True) -> dict:
-    """Estimate every lane count; returns ``{"rows": [...], "latency_unit": ...}``."""
+          cache: bool = True, progress: bool = True, selection: dict | None = None) -> dict:
+    """Estimate every lane count; returns ``{"rows": [...], "latency_unit": ...}``.
+
+    ``selection`` (:func:`dietsnn.selection.selection_record`) is recorded as ``"selection"``.
+    """
     from tqdm import tqdm
 
     preflight(target, pnr=pnr)
@@ -80,7 +83,7 @@ def sweep(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
         r["pareto"] = f
     return {"model": model.name, "target": target, "part": part, "images": gs.images,
             "golden_accuracy": gs.accuracy if labels is not None else None,
-            "latency_unit": unit, "rows": rows}
+            "selection": selection, "latency_unit": unit, "rows": rows}
 
 
 def sweep_table(s: dict) -> str:
@@ -126,6 +129,11 @@ def plot_pareto(s: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _selected(s: dict) -> str:
+    sel = s.get("selection")
+    return f" ({sel['mode']} selection, sha256 {sel['sha256'][:12]})" if sel else ""
+
+
 def write_sweep(s: dict, out_dir: str | os.PathLike) -> list[Path]:
     """``sweep.json``, ``sweep.md`` and ``pareto.png`` in ``out_dir``."""
     out = Path(out_dir)
@@ -133,7 +141,7 @@ def write_sweep(s: dict, out_dir: str | os.PathLike) -> list[Path]:
     plot_pareto(s, out / "pareto.png")
     write_atomic(out / "sweep.json", (json.dumps(s, indent=1) + "\n").encode())
     md = (f"# dietsnn sweep: {s['model']} on {s['target']}\n\n"
-          f"{s['images']} test images; Pareto front in LUTs vs latency per image "
+          f"{s['images']} test images{_selected(s)}; Pareto front in LUTs vs latency per image "
           f"({'us at each Fmax' if s['latency_unit'] == 'us' else 'cycles: no Fmax for some'})."
           f"\n\n{sweep_table(s)}\n\n![pareto](pareto.png)\n")
     write_atomic(out / "sweep.md", md.encode())

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", required=True,
                    help="model name or path (repeat for several)")
     p.add_argument("--tmax", type=int, default=8)
-    p.add_argument("--images", type=int, default=0, help="first N test images (0: all)")
+    p.add_argument("--images", type=int, default=0,
+                   help="N test images chosen by --select (0: all)")
+    _select_args(p)
     p.add_argument("--data", default=None)
     p.add_argument("--out", default=None, help="folder for accuracy_vs_T.json and .png")
     p.add_argument("--record", action="store_true",
@@ -44,11 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("qat-check", help="check that the QAT network rebuilt from a model "
                                          "file equals the golden model bit for bit")
     p.add_argument("--model", required=True)
-    p.add_argument("--images", type=int, default=256, help="first N test images (0: all)")
+    p.add_argument("--images", type=int, default=256,
+                   help="N test images chosen by --select (0: all)")
+    _select_args(p)
     p.add_argument("--data", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_qat_check)
+
+
+def _select_args(p: argparse.ArgumentParser) -> None:
+    from dietsnn.selection import MODES
+
+    p.add_argument("--select", choices=MODES, default="spread",
+                   help="image selection: 'spread' evenly over the class-sorted test set "
+                        "(default) or 'stratified' (seeded random, equal count per class)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --select stratified")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -91,12 +104,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _test_set(data: str | None, images: int):
+def _test_set(args: argparse.Namespace):
+    """``(dataset, images, labels, selection record)``: ``--images`` test images chosen by
+    :func:`dietsnn.selection.select_images` (all of them for 0)."""
     from dietsnn.data import load_cifar10
+    from dietsnn.errors import CLIError
+    from dietsnn.selection import select_subset
 
-    ds = load_cifar10("test", data=data)
-    n = images or len(ds.labels)
-    return ds, ds.images[:n], ds.labels[:n]
+    ds = load_cifar10("test", data=args.data)
+    if args.images < 0 or args.images > len(ds.labels):
+        raise CLIError(f"--images must be in 0..{len(ds.labels)} (0: all), not {args.images}")
+    try:
+        images, labels, sel = select_subset(ds, args.images, split="test", mode=args.select,
+                                            seed=args.seed)
+    except ValueError as e:
+        raise CLIError(f"image selection: {e}") from None
+    return ds, images, labels, sel
 
 
 def _accuracy_vs_t(args: argparse.Namespace) -> int:
@@ -107,23 +130,26 @@ def _accuracy_vs_t(args: argparse.Namespace) -> int:
 
     if args.tmax < 1:
         raise CLIError(f"--tmax must be a positive integer, not {args.tmax}")
-    ds, images, labels = _test_set(args.data, args.images)
+    ds, images, labels, sel = _test_set(args)
     curves = {}
     for name in args.model:
         model = load_model(name)
         curves[model.name] = accuracy_vs_t(model, images, labels, t_max=args.tmax,
                                            progress=not args.json)
         if args.record:
-            record_in_model(model, curves[model.name], f"{ds.source}, {len(labels)} test images")
+            what = "" if len(labels) == len(ds.labels) else f" ({sel['mode']} selection)"
+            record_in_model(model, curves[model.name],
+                            f"{ds.source}, {len(labels)} test images{what}")
             model.save(resolve(name))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "accuracy_vs_T.json").write_text(json.dumps(
-            {"images": len(labels), "dataset": ds.source, "curves": curves}, indent=1))
+            {"images": len(labels), "dataset": ds.source, "selection": sel, "curves": curves},
+            indent=1))
         plot_accuracy_vs_t(curves, out / "accuracy_vs_T.png")
     if args.json:
-        print(json.dumps({"images": len(labels), "curves": curves}))
+        print(json.dumps({"images": len(labels), "selection": sel, "curves": curves}))
     else:
         print(table(curves))
     return 0
@@ -134,9 +160,10 @@ def _qat_check(args: argparse.Namespace) -> int:
 
     from .export import compare_with_golden, net_from_model
 
-    _, images, _ = _test_set(args.data, args.images)
+    _, images, _, sel = _test_set(args)
     model = load_model(args.model)
     rep = compare_with_golden(net_from_model(model), model, images, device=args.device)
+    rep["selection"] = sel
     if args.json:
         print(json.dumps(rep))
     else:

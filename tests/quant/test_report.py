@@ -1,5 +1,7 @@
 """Accuracy vs T from one causal run equals separate golden runs at each T."""
 
+import json
+
 import numpy as np
 from dietsnn import golden
 from dietsnn.cli import main
@@ -22,5 +24,9 @@ def test_cli_writes_json_and_png(tmp_path, cifar_test, capsys):
                  "--out", str(tmp_path), "--json"]) == 0
     assert (tmp_path / "accuracy_vs_T.png").stat().st_size > 1000
     assert '"tiny"' in (tmp_path / "accuracy_vs_T.json").read_text()
+    sel = json.loads(capsys.readouterr().out)["selection"]  # spread over the classes
+    counts = list(sel["per_class"].values())
+    assert sel["count"] == 16 and len(counts) == 10 and max(counts) - min(counts) <= 1
+    assert json.loads((tmp_path / "accuracy_vs_T.json").read_text())["selection"] == sel
     assert main(["qat-check", "--model", "tiny", "--images", "16"]) == 0
     assert "bit-exact" in capsys.readouterr().out

@@ -84,15 +84,15 @@ def _positive(name: str):
 # --------------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_cifar10
+    from .selection import select_subset
 
     model = load_model(args.model)
     ds = load_cifar10("test", args.data)
     n = len(ds) if args.images is None else min(args.images, len(ds))
-    # evenly spaced, so that a subset of a class-sorted split still covers every class
-    idx = np.arange(n) * len(ds) // max(n, 1)
+    # spread over the class-sorted split, so that a subset still covers every class
+    images, labels, selection = select_subset(ds, None if n == len(ds) else n, split="test")
     t_steps = args.timesteps or model.timesteps
-    q = model.input.quantize(ds.images[idx])
-    labels = ds.labels[idx]
+    q = model.input.quantize(images)
     t0 = time.perf_counter()
     res = golden.run(model, q, timesteps=t_steps, batch=args.batch, progress=True)
     seconds = time.perf_counter() - t0
@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = {
         "model": model.name, "path": str(resolve(args.model)), "kind": model.kind,
         "arch": arch_string(model), "data": ds.source, "split": "test",
-        "images": n, "selection": "all" if n == len(ds) else "evenly spaced",
+        "images": n, "selection": selection,
         "timesteps": t_steps, "correct": int(correct.sum()),
         "accuracy": float(correct.mean()) if n else 0.0,
         "per_class_accuracy": per_class,
@@ -128,8 +128,8 @@ def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .errors import CLIError
     from .data import load_cifar10
+    from .errors import CLIError
 
     model = load_model(args.model)
     ds = load_cifar10(args.split, args.data)

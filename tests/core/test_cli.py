@@ -44,7 +44,8 @@ def test_eval_json_matches_golden(capsys, synth_model_path, synth_tree):
     model = load(synth_model_path)
     ds = load_cifar10("test", synth_tree)
     pred = golden.run(model, model.input.quantize(ds.images)).prediction
-    assert rep["images"] == 30 and rep["timesteps"] == 5 and rep["selection"] == "all"
+    assert rep["images"] == 30 and rep["timesteps"] == 5
+    assert rep["selection"]["count"] == 30 and rep["selection"]["indices"] == list(range(30))
     assert rep["model"] == model.name and rep["kind"] == "random-test"
     assert rep["arch"] == "8C-P-16C-P-10"
     assert rep["accuracy"] == pytest.approx(float(np.mean(pred == ds.labels)))
@@ -57,7 +58,9 @@ def test_eval_json_matches_golden(capsys, synth_model_path, synth_tree):
 def test_eval_subset_and_timesteps(capsys, synth_model_path, synth_tree):
     rep = _json(capsys, ["eval", "--model", str(synth_model_path), "--data", str(synth_tree),
                          "--images", "10", "--timesteps", "2", "--json"])
-    assert rep["images"] == 10 and rep["timesteps"] == 2 and rep["selection"] == "evenly spaced"
+    assert rep["images"] == 10 and rep["timesteps"] == 2
+    assert rep["selection"]["mode"] == "spread" and rep["selection"]["indices"] == list(
+        range(0, 30, 3))
     # 10 of 30 class-sorted images, evenly spaced: one per class
     assert None not in rep["per_class_accuracy"].values()
     model = load(synth_model_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -68,16 +69,26 @@ def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from dietsnn.errors import CLIError
+    from dietsnn.fileio import atomic_path
 
-    from .config import ConfigError, load_config
+    from .config import load_config
     from .train import STAGES, Pipeline
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        raise CLIError(str(e)) from None
+    cfg = load_config(args.config)  # checked completely, before anything runs
+    if not (math.isfinite(args.budget_minutes) and args.budget_minutes >= 0):
+        raise CLIError(f"--budget-minutes must be a finite number >= 0, "
+                       f"not {args.budget_minutes}")
     if args.out:
         cfg = dataclasses.replace(cfg, out_dir=args.out)
+    if cfg.run_dir.exists() and not cfg.run_dir.is_dir():
+        raise CLIError(f"run folder {cfg.run_dir} exists and is not a folder")
+    if args.ship:
+        ship = Path(args.ship)
+        if ship.is_dir():
+            raise CLIError(f"--ship {ship}: is a folder; give the model file's path "
+                           f"(e.g. {ship / (cfg.name + '.npz')})")
+        if ship.parent.exists() and not ship.parent.is_dir():
+            raise CLIError(f"--ship {ship}: {ship.parent} is not a folder")
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
@@ -89,16 +100,10 @@ def _train(args: argparse.Namespace) -> int:
     if pipe.device.type == "cpu":  # this process only trains: keep freed memory
         from .kernel import keep_freed_memory
         keep_freed_memory()
-    try:
-        result = pipe.run(stages)
-    except ConfigError as e:
-        raise CLIError(str(e)) from None
+    result = pipe.run(stages)
     if args.ship and "export" in result:
-        dst = Path(args.ship)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(result["export"]["path"], tmp)
-        tmp.replace(dst)
+        with atomic_path(args.ship) as tmp:
+            shutil.copyfile(result["export"]["path"], tmp)
     if args.json:
         print(json.dumps(result, default=str))
     return 0
@@ -124,16 +129,20 @@ def _test_set(args: argparse.Namespace):
 
 def _accuracy_vs_t(args: argparse.Namespace) -> int:
     from dietsnn.errors import CLIError
+    from dietsnn.fileio import write_atomic
     from dietsnn.model import load_model, resolve
 
     from .report import accuracy_vs_t, plot_accuracy_vs_t, record_in_model, table
 
-    if args.tmax < 1:
-        raise CLIError(f"--tmax must be a positive integer, not {args.tmax}")
+    if not 1 <= args.tmax <= 1024:
+        raise CLIError(f"--tmax must be an integer in 1..1024, not {args.tmax}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    models = [load_model(name) for name in args.model]  # every model checked before the run
     ds, images, labels, sel = _test_set(args)
     curves = {}
-    for name in args.model:
-        model = load_model(name)
+    for name, model in zip(args.model, models, strict=True):
         curves[model.name] = accuracy_vs_t(model, images, labels, t_max=args.tmax,
                                            progress=not args.json)
         if args.record:
@@ -141,10 +150,8 @@ def _accuracy_vs_t(args: argparse.Namespace) -> int:
             record_in_model(model, curves[model.name],
                             f"{ds.source}, {len(labels)} test images{what}")
             model.save(resolve(name))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "accuracy_vs_T.json").write_text(json.dumps(
+    if out is not None:
+        write_atomic(out / "accuracy_vs_T.json", json.dumps(
             {"images": len(labels), "dataset": ds.source, "selection": sel, "curves": curves},
             indent=1))
         plot_accuracy_vs_t(curves, out / "accuracy_vs_T.png")
@@ -160,8 +167,8 @@ def _qat_check(args: argparse.Namespace) -> int:
 
     from .export import compare_with_golden, net_from_model
 
+    model = load_model(args.model)  # before the data: a bad model fails fast
     _, images, _, sel = _test_set(args)
-    model = load_model(args.model)
     rep = compare_with_golden(net_from_model(model), model, images, device=args.device)
     rep["selection"] = sel
     if args.json:

@@ -14,12 +14,17 @@ Example (``configs/cifar10.toml``)::
     [init]            # percentile, scale, images
     [snn]             # epochs, batch_size, lr, weight_decay, dropout
 
-Unknown keys and wrong types are errors that name the file and the key.
+Unknown keys and wrong types are errors that name the file and the key. The whole config is
+checked before any training, including everything the export will check (name, time steps,
+layer shapes and sizes), so a run never trains for hours and then fails at export.
+:func:`resume_conflicts` lists the keys whose change would make a resumed run differ from an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +32,8 @@ from typing import Any
 
 from dietsnn.errors import ConfigError
 
-__all__ = ["ConfigError", "TrainConfig", "load_config"]
+__all__ = ["ConfigError", "TrainConfig", "check_config", "config_from_json", "flat_config",
+           "load_config", "resume_conflicts"]
 
 
 @dataclass(frozen=True)
@@ -131,13 +137,39 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _check(cfg: TrainConfig, where: str) -> None:
-    from dietsnn.topology import parse_arch
+#: Largest config file read (a config is a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
+#: Keys that may change between a run and its ``--resume`` (where things are, not what).
+RESUME_MAY_CHANGE = ("out_dir", "data.source")
 
-    try:
-        parse_arch(cfg.arch)
-    except ValueError as e:
-        raise ConfigError(f"{where}: key 'arch': {e}") from None
+
+def _check(cfg: TrainConfig, where: str) -> None:
+    from dietsnn.model import (
+        CIFAR10_CLASSES,
+        MAX_WEIGHT_BYTES,
+        InputSpec,
+        ModelFileError,
+        is_identifier,
+        weight_dtype,
+    )
+    from dietsnn.topology import build_layers
+
+    if not is_identifier(cfg.name, model=True):
+        raise ConfigError(f"{where}: key 'name' must be letters, digits, '_', '-' and '.' "
+                          f"starting with a letter (it names the run folder and the model), "
+                          f"not {cfg.name!r}")
+    if not 0 <= cfg.seed < 2 ** 63:
+        raise ConfigError(f"{where}: key 'seed' must be in 0..2^63-1, not {cfg.seed}")
+    if not 1 <= cfg.timesteps <= 1024:
+        raise ConfigError(f"{where}: key 'timesteps' must be in 1..1024 (the model file's "
+                          f"range), not {cfg.timesteps}")
+    for sec_name in _SECTIONS:
+        sec = getattr(cfg, sec_name)
+        for f in dataclasses.fields(sec):
+            v = getattr(sec, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{where}: key '{sec_name}.{f.name}' must be a finite "
+                                  f"number, not {v}")
     positive = {"timesteps": cfg.timesteps, "ann.batch_size": cfg.ann.batch_size,
                 "snn.batch_size": cfg.snn.batch_size, "init.images": cfg.init.images,
                 "quant.weight_bits": cfg.quant.weight_bits}
@@ -159,17 +191,97 @@ def _check(cfg: TrainConfig, where: str) -> None:
     for key in ("membrane_bits", "first_membrane_bits"):
         if not 4 <= getattr(cfg.quant, key) <= 32:
             raise ConfigError(f"{where}: key 'quant.{key}' must be in 4..32")
+    for key in ("ann.lr", "snn.lr", "init.scale", "quant.input_scale"):
+        sec, k = key.split(".")
+        if not getattr(getattr(cfg, sec), k) > 0:
+            raise ConfigError(f"{where}: key {key!r} must be positive")
+    for key in ("ann.weight_decay", "snn.weight_decay", "ann.warmup_epochs"):
+        sec, k = key.split(".")
+        if getattr(getattr(cfg, sec), k) < 0:
+            raise ConfigError(f"{where}: key {key!r} must be >= 0")
+    if not 0 <= cfg.ann.momentum < 1:
+        raise ConfigError(f"{where}: key 'ann.momentum' must be in [0, 1)")
+    try:
+        InputSpec(scale=cfg.quant.input_scale)
+    except ModelFileError as e:
+        raise ConfigError(f"{where}: key 'quant.input_scale': {e}") from None
+    # what export will check: the layers of the model file
+    try:
+        layers = build_layers(cfg.arch, weight_bits=cfg.quant.weight_bits,
+                              membrane_bits=cfg.quant.membrane_bits)
+    except ValueError as e:
+        raise ConfigError(f"{where}: key 'arch': {str(e).removeprefix('layer ')}") from None
+    if layers[-1].out_shape[0] != len(CIFAR10_CLASSES):
+        raise ConfigError(f"{where}: key 'arch' must end in {len(CIFAR10_CLASSES)} outputs "
+                          f"(the CIFAR-10 classes), not {layers[-1].out_shape[0]}")
+    nbytes = sum(math.prod(x.weight_shape) for x in layers if x.has_weights)
+    nbytes *= weight_dtype(cfg.quant.weight_bits).itemsize
+    if nbytes > MAX_WEIGHT_BYTES:
+        raise ConfigError(f"{where}: key 'arch': {nbytes} bytes of weights exceed the model "
+                          f"file's limit of {MAX_WEIGHT_BYTES}")
+    if cfg.ann.start_from:
+        src = Path(cfg.ann.start_from)
+        if not src.is_file():
+            raise ConfigError(f"{where}: key 'ann.start_from': no checkpoint file at {src}")
+
+
+def check_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
+    """Every check of :func:`load_config` on a config built in code; returns ``cfg``."""
+    _check(cfg, where)
+    return cfg
+
+
+def flat_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'ann': {'lr': 0.1}}`` as ``{'ann.lr': 0.1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_conflicts(stored: dict[str, Any], given: TrainConfig) -> list[str]:
+    """Keys whose values differ between a run's stored config and ``given`` (dotted names,
+    sorted), ignoring :data:`RESUME_MAY_CHANGE`. Any such change makes ``--resume`` differ
+    from an uninterrupted run."""
+    a, b = flat_config(stored), flat_config(given.to_json())
+    keys = sorted((set(a) | set(b)) - set(RESUME_MAY_CHANGE))
+    return [k for k in keys if a.get(k, "<missing>") != b.get(k, "<missing>")]
+
+
+def config_from_json(raw: dict[str, Any], where: str) -> TrainConfig:
+    """The :class:`TrainConfig` of a stored ``to_json()`` dictionary (checked)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    cfg = _build(TrainConfig, raw, where)
+    _check(cfg, where)
+    return cfg
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training config TOML file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, not a config file")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     for req in ("name", "arch"):
         if req not in raw:
             raise ConfigError(f"{path}: missing key {req!r}")

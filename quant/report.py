@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from dietsnn import golden
+from dietsnn.fileio import atomic_path
 from dietsnn.model import Model
 
 
@@ -37,7 +38,7 @@ def accuracy_vs_t(model: Model, images_u8: np.ndarray, labels: np.ndarray, *, t_
 
 
 def plot_accuracy_vs_t(curves: dict[str, dict[int, float]], path: str | Path) -> Path:
-    """PNG line plot of accuracy against T, one line per model."""
+    """PNG line plot of accuracy against T, one line per model (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,9 +55,11 @@ def plot_accuracy_vs_t(curves: dict[str, dict[int, float]], path: str | Path) ->
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

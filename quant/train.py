@@ -13,15 +13,22 @@ Stages (each runnable alone; each reads the previous stage's checkpoint in the r
 
 Checkpoints (``<run>/<stage>.pt``) are written atomically after every epoch and hold the
 weights, optimiser, epoch and every RNG state, so ``--resume`` after a kill continues exactly
-as if uninterrupted. They are loaded with ``weights_only=True``.
+as if uninterrupted. They are loaded with ``weights_only=True``; an unreadable or unfitting
+checkpoint raises :class:`~dietsnn.errors.CheckpointError`.
+
+The run folder holds ``config.json`` (the config as given and as run, after any budget plan)
+and is locked while a pipeline runs (``.lock``): a second run into the same folder stops at
+once with :class:`~dietsnn.errors.BusyError`. A resumed run, or a later stage run alone,
+checks the given config against ``config.json`` and refuses a change that would make it
+differ from an uninterrupted run, naming the key.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
-import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +36,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from dietsnn.fileio import atomic_path
-from dietsnn.model import InputSpec
+from dietsnn.errors import CheckpointError
+from dietsnn.fileio import atomic_path, folder_lock, write_atomic
+from dietsnn.model import InputSpec, parse_json
 from tqdm import tqdm
 
-from .config import ConfigError, TrainConfig
+from .config import (
+    RESUME_MAY_CHANGE,
+    ConfigError,
+    TrainConfig,
+    config_from_json,
+    flat_config,
+    resume_conflicts,
+)
 from .network import DietSNN
 
 STAGES = ("ann", "init", "snn", "export")
@@ -107,7 +122,30 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint (``weights_only``); any failure is a :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - torch.load fails in many ways on a bad file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable training checkpoint (truncated or of "
+                              f"another kind): {first[:200]}") from None
+    if not isinstance(st, dict) or not isinstance(st.get("model"), dict):
+        raise CheckpointError(f"{path}: not a dietsnn training checkpoint (no 'model' state)")
+    return st
+
+
+def restore(net: DietSNN, st: dict[str, Any], path: Path, arch: str) -> None:
+    """``net.load_state_dict`` of a checkpoint, as a :class:`CheckpointError` on mismatch."""
+    try:
+        net.load_state_dict(st["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: does not fit the network {arch}: {first[:200]}") from None
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -191,6 +229,7 @@ class Pipeline:
     def __init__(self, cfg: TrainConfig, *, device: str | None = None, resume: bool = False,
                  progress: bool = True, budget_minutes: float = 0.0) -> None:
         self.cfg = cfg
+        self.requested = cfg
         self.budget_s = budget_minutes * 60.0
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.resume = resume
@@ -213,13 +252,60 @@ class Pipeline:
     def ckpt(self, stage: str) -> Path:
         return self.run_dir / f"{stage}.pt"
 
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / "config.json"
+
     def run(self, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
+        """Run ``stages`` in order, holding the run folder's lock."""
         out: dict[str, Any] = {}
-        if self.budget_s and not self.resume and {"ann", "snn"} <= set(stages):
-            out["plan"] = self.plan_epochs(self.budget_s)
-        for st in stages:
-            out[st] = getattr(self, f"stage_{st}")()
+        with folder_lock(self.run_dir, "run folder"):
+            continuing = self.resume or stages[:1] != ("ann",)
+            stored = self._stored_config() if continuing else None
+            if stored is not None:
+                self._adopt(stored)
+            elif self.budget_s and not self.resume and {"ann", "snn"} <= set(stages):
+                out["plan"] = self.plan_epochs(self.budget_s)
+            if stored is None:
+                write_atomic(self.config_path, json.dumps(
+                    {"requested": self.requested.to_json(), "config": self.cfg.to_json()},
+                    indent=1) + "\n")
+            for st in stages:
+                out[st] = getattr(self, f"stage_{st}")()
         return out
+
+    def _stored_config(self) -> dict[str, Any] | None:
+        """``config.json`` of the run folder (None if there is none)."""
+        path = self.config_path
+        if not path.is_file():
+            return None
+        try:
+            with path.open("rb") as f:
+                text = f.read(1 << 20).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the run's stored config: {e}") from None
+        stored = parse_json(text, str(path), error=ConfigError)
+        if not (isinstance(stored, dict) and isinstance(stored.get("requested"), dict)
+                and isinstance(stored.get("config"), dict)):
+            raise ConfigError(f"{path}: not a dietsnn run config (keys 'requested', 'config')")
+        return stored
+
+    def _adopt(self, stored: dict[str, Any]) -> None:
+        """Continue the run of ``stored``: refuse a changed config, then run as it ran."""
+        bad = resume_conflicts(stored["requested"], self.requested)
+        if bad:
+            flat_old = flat_config(stored["requested"])
+            flat_new = flat_config(self.requested.to_json())
+            what = "; ".join(f"key {k!r} was {flat_old.get(k, '<missing>')!r}, now "
+                             f"{flat_new.get(k, '<missing>')!r}" for k in bad[:3])
+            more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+            raise ConfigError(f"{self.config_path}: the config changed since this run started: "
+                              f"{what}{more}; continuing would not reproduce an uninterrupted "
+                              f"run: restore the config, or start a new run folder (--out)")
+        cfg = config_from_json(stored["config"], str(self.config_path))
+        keep = {k: getattr(self.requested, k) for k in RESUME_MAY_CHANGE if "." not in k}
+        data = dataclasses.replace(cfg.data, source=self.requested.data.source)
+        self.cfg = dataclasses.replace(cfg, data=data, **keep)
 
     def plan_epochs(self, budget_s: float) -> dict[str, Any]:
         """Fit the ANN and SNN epochs into ``budget_s`` seconds of training on this device.
@@ -271,12 +357,16 @@ class Pipeline:
         path = self.ckpt(stage)
         if self.resume and path.exists():
             st = load_checkpoint(path)
-            net.load_state_dict(st["model"])
+            restore(net, st, path, self.cfg.arch)
             if st.get("done"):
                 return st["result"]
-            opt.load_state_dict(st["optim"])
-            set_rng_state(gen, st["rng"])
-            start = st["epoch"] + 1
+            try:
+                opt.load_state_dict(st["optim"])
+                set_rng_state(gen, st["rng"])
+                start = int(st["epoch"]) + 1
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{path}: incomplete checkpoint (optimiser, RNG or "
+                                      f"epoch): {str(e)[:200]}") from None
         steps_per_epoch = max(1, len(self.data.train_y) // batch)
         total = epochs * steps_per_epoch
         result: dict[str, Any] = {}
@@ -331,10 +421,11 @@ class Pipeline:
                 raise ConfigError(f"config {self.cfg.name!r}: key 'ann.start_from': no "
                                   f"checkpoint at {src}")
             try:
-                net.load_state_dict(load_checkpoint(src)["model"])
-            except (KeyError, RuntimeError, pickle.UnpicklingError) as e:
+                restore(net, load_checkpoint(src), src, self.cfg.arch)
+            except CheckpointError as e:
                 raise ConfigError(f"config {self.cfg.name!r}: key 'ann.start_from': {src} is "
-                                  f"not an ANN checkpoint of {self.cfg.arch}: {e}") from None
+                                  f"not an ANN checkpoint of {self.cfg.arch}: "
+                                  f"{str(e).removeprefix(f'{src}: ')}") from None
             net.to(self.device)
         opt = torch.optim.SGD(list(net.weights.parameters()), lr=c.lr, momentum=c.momentum,
                               weight_decay=c.weight_decay, nesterov=True)
@@ -344,9 +435,9 @@ class Pipeline:
     def _load_stage(self, stage: str) -> DietSNN:
         path = self.ckpt(stage)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: run stage '{stage}' first")
+            raise CheckpointError(f"{path}: no checkpoint; run stage '{stage}' first")
         net = build_net(self.cfg).to(self.device)
-        net.load_state_dict(load_checkpoint(path)["model"])
+        restore(net, load_checkpoint(path), path, self.cfg.arch)
         return net
 
     @torch.no_grad()
@@ -354,7 +445,9 @@ class Pipeline:
         """DIET-SNN threshold initialisation, layer by layer, in QAT (integer) units."""
         c = self.cfg.init
         if self.resume and self.ckpt("init").exists():
-            return load_checkpoint(self.ckpt("init"))["result"]
+            st = load_checkpoint(self.ckpt("init"))
+            if isinstance(st.get("result"), dict):
+                return st["result"]
         net = self._load_stage("ann")
         net.eval()
         net.set_weight_scales()

@@ -12,10 +12,11 @@ line is a bug in dietsnn. Library modules import from here, never from :mod:`die
     ├── InputError                  any bad user-supplied file (ValueError too)
     │   ├── ModelFileError          a malformed model file or manifest (dietsnn.model)
     │   ├── DataError               missing or malformed CIFAR-10 data (dietsnn.data)
-    │   └── ConfigError             an invalid training config (dietsnn.quant.config)
+    │   ├── ConfigError             an invalid training config (dietsnn.quant.config)
+    │   ├── CheckpointError         an unreadable or unfitting training checkpoint
+    │   └── ResourceLimitError      declared sizes beyond the limits (a decompression bomb)
     ├── OutputError                 an output cannot be written (exists, is a folder, ...)
-    ├── BusyError                   a run folder is locked by another process (exit 75)
-    └── ResourceLimitError          an input would need more memory than allowed (ValueError)
+    └── BusyError                   a run folder is locked by another process (exit 75)
 
 The classes keep their old homes importable: ``dietsnn.model.ModelFileError``,
 ``dietsnn.data.DataError``, ``dietsnn.quant.config.ConfigError`` and ``dietsnn.cli.CLIError``
@@ -27,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "BusyError",
     "CLIError",
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "DietsnnError",
@@ -83,3 +85,7 @@ class BusyError(DietsnnError):
 
 class ResourceLimitError(InputError):
     """An input declares sizes beyond what dietsnn accepts (a decompression bomb, say)."""
+
+
+class CheckpointError(InputError):
+    """A training checkpoint is unreadable, truncated, or does not fit the config."""

@@ -34,6 +34,7 @@ import re
 import sys
 import tarfile
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, OutputError
 from .fileio import atomic_path
 from .model import CIFAR10_CLASSES
 
@@ -57,6 +58,11 @@ _BATCH_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": 
 _BATCH_RE = re.compile(r"^(?:[^/]+/)?(data_batch_[1-5]|test_batch)$")
 _TREE_RE = re.compile(r"^(?:[^/]+/)?(train|test)/([^/]+)/([^/]+)$")
 _CACHE_VERSION = 1
+#: Limits on untrusted data (each checked before the bytes are read or decoded).
+MAX_BATCH_BYTES = 64 << 20  # one python batch file (the official ones are 31 MB)
+MAX_IMAGE_BYTES = 1 << 20  # one encoded image file (a 32x32 PNG or JPEG is a few kB)
+MAX_IMAGES = 100_000  # images of one split in an image tree
+MAX_TAR_MEMBERS = 300_000  # members of an archive (the image-tree tarball has ~60,000)
 _FORMS = ("expected the CIFAR-10 python release ('cifar-10-batches-py' folder or "
           "'cifar-10-python.tar.gz') or an image tree 'train|test/<class>/*.png|jpg|jpeg' "
           "(folder, .tar or .tar.gz)")
@@ -105,16 +111,24 @@ def default_sources() -> list[Path]:
     return [repo_root().parent / SHARED_ARCHIVE, cache_dir() / BATCHES_DIR]
 
 
+def _expand(path: str | os.PathLike, what: str) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is a :class:`DataError`."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as e:  # ~nosuchuser
+        raise DataError(f"{what}: cannot expand '~': {e}") from None
+
+
 def find_data(data: str | os.PathLike | None = None, *, download: bool = True) -> Path:
     """Resolve where to read CIFAR-10 from (see the module docstring for the order)."""
     if data is not None:
-        p = Path(data).expanduser()
+        p = _expand(data, str(data))
         if not p.exists():
             raise DataError(f"{p}: no such file or folder; {_FORMS}")
         return p
     env = os.environ.get("DIETSNN_DATA")
     if env:
-        p = Path(env).expanduser()
+        p = _expand(env, f"DIETSNN_DATA={env}")
         if not p.exists():
             raise DataError(f"DIETSNN_DATA={env}: no such file or folder; {_FORMS}")
         return p
@@ -220,18 +234,25 @@ def _load_batches_dir(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]
         if not f.is_file():
             raise DataError(f"{folder}: missing {name}; expected the official "
                             f"'{BATCHES_DIR}' folder ({', '.join(_BATCH_FILES[split])})")
+        _check_size(f.stat().st_size, MAX_BATCH_BYTES, str(f), "a CIFAR-10 batch file")
         parts.append(_read_batch(f.read_bytes(), str(f)))
     return _concat_batches(parts)
+
+
+def _check_size(size: int, limit: int, where: str, what: str) -> None:
+    if size > limit:
+        raise DataError(f"{where}: {size} bytes, more than {limit} for {what}; refused")
 
 
 def _load_batches_tar(tf: tarfile.TarFile, path: Path, split: str) -> tuple[np.ndarray,
                                                                            np.ndarray]:
     want = _BATCH_FILES[split]
     found: dict[str, bytes] = {}
-    for m in tf:
+    for m in _members(tf, path):
         match = _BATCH_RE.match(m.name)
         if m.isfile() and match and match.group(1) in want:
-            found[match.group(1)] = _read_member(tf, m, path)
+            found[match.group(1)] = _read_member(tf, m, path, MAX_BATCH_BYTES,
+                                                 "a CIFAR-10 batch file")
     missing = [n for n in want if n not in found]
     if missing:
         raise DataError(f"{path}: archive lacks {', '.join(missing)}; expected the official "
@@ -265,12 +286,16 @@ def _decode(items: list[tuple[int, str, Callable[[], bytes]]], where: str,
                file=sys.stderr, mininterval=0.5, leave=False)
     for i, (_, name, read) in enumerate(bar):
         try:
-            with Image.open(io.BytesIO(read())) as im:
-                if im.size != (32, 32):
-                    raise DataError(f"{where}: {name} is {im.size[0]}x{im.size[1]}, "
-                                    f"expected a 32x32 image")
-                images[i] = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                # open reads the header only: the canvas is checked before any decoding
+                with Image.open(io.BytesIO(read())) as im:
+                    if im.size != (32, 32):
+                        raise DataError(f"{where}: {name} is {im.size[0]}x{im.size[1]}, "
+                                        f"expected a 32x32 image")
+                    images[i] = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+                Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise DataError(f"{where}: cannot decode {name}: {e}") from None
     labels = np.fromiter((x[0] for x in items), dtype=np.int64, count=len(items))
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels
@@ -296,16 +321,31 @@ def _tree_files(root: Path, split: str) -> list[tuple[int, Path]]:
         out += [(label, f) for f in cdir.iterdir() if f.is_file() and _is_image(f.name)]
     if not out:
         raise DataError(f"{base}: no images; expected {split}/<class>/*.png|jpg|jpeg")
+    if len(out) > MAX_IMAGES:
+        raise DataError(f"{base}: {len(out)} images, more than {MAX_IMAGES}; refused")
     return out
 
 
 def _load_tree_dir(root: Path, split: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     files = _tree_files(root, split)
+    for _, f in files:
+        _check_size(f.stat().st_size, MAX_IMAGE_BYTES, str(f), "an image file")
     items = [(label, f.name, f.read_bytes) for label, f in files]
     return _decode(items, str(root), progress)
 
 
-def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo, path: Path) -> bytes:
+def _members(tf: tarfile.TarFile, path: Path) -> Iterator[tarfile.TarInfo]:
+    """The members of ``tf``, refusing archives with more than :data:`MAX_TAR_MEMBERS`."""
+    for i, m in enumerate(tf):
+        if i >= MAX_TAR_MEMBERS:
+            raise DataError(f"{path}: more than {MAX_TAR_MEMBERS} archive members; refused")
+        yield m
+
+
+def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo, path: Path, limit: int,
+                 what: str) -> bytes:
+    """A member's bytes; its declared size is checked against ``limit`` before reading."""
+    _check_size(m.size, limit, f"{path}:{m.name}", what)
     f = tf.extractfile(m)
     if f is None:
         raise DataError(f"{path}: cannot read member {m.name}")
@@ -315,13 +355,16 @@ def _read_member(tf: tarfile.TarFile, m: tarfile.TarInfo, path: Path) -> bytes:
 def _load_tree_tar(tf: tarfile.TarFile, path: Path, split: str,
                    progress: bool) -> tuple[np.ndarray, np.ndarray]:
     items: list[tuple[int, str, Callable[[], bytes]]] = []
-    for m in tf:
+    for m in _members(tf, path):
         match = _TREE_RE.match(m.name.removeprefix("./"))
         if not (m.isfile() and match and match.group(1) == split):
             continue
         label = _label_of(match.group(2), f"{path}:{m.name}")
         if _is_image(match.group(3)):
-            blob = _read_member(tf, m, path)
+            if len(items) >= MAX_IMAGES:
+                raise DataError(f"{path}: more than {MAX_IMAGES} images under '{split}/'; "
+                                f"refused")
+            blob = _read_member(tf, m, path, MAX_IMAGE_BYTES, "an image file")
             items.append((label, match.group(3), lambda b=blob: b))
     if not items:
         raise DataError(f"{path}: no images under '{split}/<class>/'; {_FORMS}")
@@ -380,7 +423,7 @@ def _cache_write(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     try:
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez(f, images=images, labels=labels)
-    except OSError as e:
+    except (OSError, OutputError) as e:
         print(f"dietsnn: warning: cannot write the data cache {path}: {e}", file=sys.stderr)
 
 

@@ -133,8 +133,8 @@ class InputSpec:
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != self.shape:
             raise InputError(
-                f"images must be uint8 [N, {', '.join(map(str, self.shape))}], "
-                f"not {images.dtype} {list(images.shape)}"
+                f"this model takes uint8 images [N, {', '.join(map(str, self.shape))}], "
+                f"not {images.dtype} {list(images.shape)} (CIFAR-10 images are [3, 32, 32])"
             )
         lut = self.lut()
         return lut[np.arange(self.shape[0])[None, :, None, None], images]

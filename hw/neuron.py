@@ -95,7 +95,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["NeuronArray", "MAX_LANES", "check_config"]
+__all__ = ["NeuronArray", "MAX_LANES", "check_config", "lif_recurrence", "operands",
+           "operand_widths", "saturation_constants"]
 
 #: Largest supported number of lanes.
 MAX_LANES = 64
@@ -288,12 +289,7 @@ class NeuronArray(wiring.Component):
                   for p in range(P)]
         # per lane: I, I - theta, I - 2^(b-1), I + 2^(b-1) (see the module docstring);
         # only x uses I directly, modulo 2^B
-        cmin, cmax = -(1 << (self._current_bits - 1)), (1 << (self._current_bits - 1)) - 1
-        hmax = 1 << (B - 1)                  # largest 2^(b-1); theta < hmax
-        qw = {"i": min(self._current_bits, B),
-              "t": _signed_width(cmin - (hmax - 1), cmax - 1),
-              "hi": _signed_width(cmin - hmax, cmax - 2),
-              "lo": _signed_width(cmin + 2, cmax + hmax)}
+        qw = operand_widths(self._current_bits, B)
         q = [{n: _data(signed(w), f"q_{n}_{p}") for n, w in qw.items()} for p in range(P)]
         first = inp.payload.step == 0
         # forward what is written now: per-lane compare (a copy of the last stage's address
@@ -311,13 +307,8 @@ class NeuronArray(wiring.Component):
         ]
         m.d.sync += [k.eq(prm.leak_shift) for k in lane_k]
         for p in range(P):
-            cur = inp.payload.current[p]
-            m.d.sync += [
-                q[p]["i"].eq(cur),
-                q[p]["t"].eq(cur - theta),
-                q[p]["hi"].eq(cur - half),
-                q[p]["lo"].eq(cur + half),
-            ]
+            ops = operands(inp.payload.current[p], theta, half)
+            m.d.sync += [q[p][n].eq(ops[n]) for n in q[p]]
         for i in range(1, R):
             m.d.sync += [addr[i].eq(addr[i - 1]), step[i].eq(step[i - 1]),
                          sat_hi[i].eq(sat_hi[i - 1]), spk_hi[i].eq(spk_hi[i - 1]),
@@ -355,37 +346,12 @@ class NeuronArray(wiring.Component):
             for p in range(P):
                 m.d.comb += old[p].eq(Mux(s1_first, 0, Mux(lane_hit[p], state[p], rd.data[p])))
 
-        # ---- the recurrence, per lane ----------------------------------------------------
-        # A: shift                                        | cut 1 (R >= 2)
-        # B: carry-save rows, carry chains                | cut 2 (R == 3)
-        # C: saturate / spike / reset select -> store, and ``old`` of the next update
+        # ---- the recurrence, per lane (:func:`lif_recurrence`) --------------------------------
         for p in range(P):
-            u = Signal(signed(B), name=f"u_{p}")
-            sh = Signal(signed(B), name=f"sh_{p}")
-            m.d.comb += [u.eq(old[p]), sh.eq(old[p] >> lane_k[p])]
-            # leak enable derived from this lane's own copy of k (k = 0: no leak)
-            qp, len_ = q[p], lane_k[p] != 0
-            if R >= 2:
-                u, sh = (_reg(m, f"{n}_{p}_r", v) for n, v in (("u", u), ("sh", sh)))
-                qp = {n: _reg(m, f"q_{n}_{p}_r", v) for n, v in qp.items()}
-                len_ = _reg(m, f"leak_en_{p}_r", len_)
-            nsh = Mux(len_, ~sh, -1)             # -sh = ~sh + 1: the +1 is a carry-in
-            row_t = _csa(u, nsh, qp["t"], W)     # shared by s (carry-in 0) and y (carry-in 1)
-            hi = _cpa(_csa(u, nsh, qp["hi"], W), 1, W) >= 0   # x > 2^(b-1) - 1
-            lo = _cpa(_csa(u, nsh, qp["lo"], W), 1, W) < 0    # x < -2^(b-1)
-            s = _cpa(row_t, 0, W) >= 0                         # x > theta
-            x = _cpa(_csa(u, nsh, qp["i"], B), 1, B)          # x = L + I, when it fits
-            y = _cpa(row_t, 1, B)                              # x - theta, when x > theta
-            vals = {"hi": hi, "lo": lo, "s": s, "x": x, "y": y}
-            if R == 3:
-                vals = {n: _reg(m, f"{n}_{p}_r", v) for n, v in vals.items()}
-            else:
-                vals = {n: _wire(m, f"{n}_{p}", v) for n, v in vals.items()}
-            hi, lo, s, x, y = (vals[n] for n in ("hi", "lo", "s", "x", "y"))
-            m.d.comb += [
-                new[p].eq(Mux(hi, sat_hi[-1], Mux(lo, sat_lo[-1], Mux(s, y, x)))),
-                spikes[p].eq(Mux(hi, spk_hi[-1], s)),
-            ]
+            new_p, spike_p = lif_recurrence(
+                m, old=old[p], k=lane_k[p], q=q[p], sat_hi=sat_hi[-1], spk_hi=spk_hi[-1],
+                sat_lo=sat_lo[-1], loop_bits=W, membrane_bits=B, stages=R, name=str(p))
+            m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
 
         # ---- output FIFO: spikes, echoes and the membranes (debug port) -------------------
         # LUT RAM; ``o_stream.payload`` and ``membrane`` are its asynchronous read at the
@@ -460,3 +426,73 @@ def _sext(v: Any, width: int) -> Any:
     """Sign-extend signed ``v`` to ``width`` bits, as an unsigned bit vector."""
     n = len(v)
     return v.as_unsigned() if n >= width else Cat(v, v[n - 1].replicate(width - n))
+
+
+def operand_widths(current_bits: int, membrane_bits: int) -> dict[str, int]:
+    """Signed widths of the per-update operands ``I``, ``I - theta``, ``I - 2^(b-1)`` and
+    ``I + 2^(b-1)`` (see the module docstring; ``I`` itself only modulo ``2^B``)."""
+    cmin, cmax = -(1 << (current_bits - 1)), (1 << (current_bits - 1)) - 1
+    hmax = 1 << (membrane_bits - 1)      # largest 2^(b-1); theta < hmax
+    return {"i": min(current_bits, membrane_bits),
+            "t": _signed_width(cmin - (hmax - 1), cmax - 1),
+            "hi": _signed_width(cmin - hmax, cmax - 2),
+            "lo": _signed_width(cmin + 2, cmax + hmax)}
+
+
+def operands(cur: Any, theta: Any, half: Any) -> dict[str, Any]:
+    """The operands that do not depend on ``U`` (registered by the caller before the loop):
+    ``I``, ``I - theta``, ``I - 2^(b-1)``, ``I + 2^(b-1)``."""
+    return {"i": cur, "t": cur - theta, "hi": cur - half, "lo": cur + half}
+
+
+def saturation_constants(theta: Any, half: Any) -> tuple[Any, Any, Any]:
+    """``(sat_hi, spk_hi, sat_lo)`` of one update: the membrane after a saturated-high update,
+    whether it spikes, and the low saturation value (module docstring)."""
+    theta_lt_max = theta < half - 1
+    return Mux(theta_lt_max, half - 1 - theta, half - 1), theta_lt_max, -half
+
+
+def lif_recurrence(m: Module, *, old: Any, k: Any, q: dict[str, Any], sat_hi: Any,
+                   spk_hi: Any, sat_lo: Any, loop_bits: int, membrane_bits: int, stages: int,
+                   name: str) -> tuple[Signal, Signal]:
+    """One lane's LIF update ``U -> U'`` (the only LIF circuit of the repository).
+
+    ``old`` is ``U`` (0 at step 0), ``k`` the leak shift, ``q`` the registered operands of
+    :func:`operands`; ``sat_hi``, ``spk_hi``, ``sat_lo`` (:func:`saturation_constants`) must be
+    valid ``stages - 1`` cycles after ``old``. ``stages`` (1..3) places registers after the
+    shift (>= 2) and after the carry chains (3); returns ``(U', spike)`` that many cycles
+    minus one after ``old``::
+
+        A: shift                                        | cut 1 (stages >= 2)
+        B: carry-save rows, carry chains                | cut 2 (stages == 3)
+        C: saturate / spike / reset select
+    """
+    W, B = loop_bits, membrane_bits
+    u = Signal(signed(B), name=f"u_{name}")
+    sh = Signal(signed(B), name=f"sh_{name}")
+    m.d.comb += [u.eq(old), sh.eq(old >> k)]
+    qp, len_ = q, k != 0                 # leak enable (k = 0: no leak)
+    if stages >= 2:
+        u, sh = (_reg(m, f"{n}_{name}_r", v) for n, v in (("u", u), ("sh", sh)))
+        qp = {n: _reg(m, f"q_{n}_{name}_r", v) for n, v in qp.items()}
+        len_ = _reg(m, f"leak_en_{name}_r", len_)
+    nsh = Mux(len_, ~sh, -1)             # -sh = ~sh + 1: the +1 is a carry-in
+    row_t = _csa(u, nsh, qp["t"], W)     # shared by s (carry-in 0) and y (carry-in 1)
+    hi = _cpa(_csa(u, nsh, qp["hi"], W), 1, W) >= 0   # x > 2^(b-1) - 1
+    lo = _cpa(_csa(u, nsh, qp["lo"], W), 1, W) < 0    # x < -2^(b-1)
+    s = _cpa(row_t, 0, W) >= 0                         # x > theta
+    x = _cpa(_csa(u, nsh, qp["i"], B), 1, B)          # x = L + I, when it fits
+    y = _cpa(row_t, 1, B)                              # x - theta, when x > theta
+    vals = {"hi": hi, "lo": lo, "s": s, "x": x, "y": y}
+    if stages == 3:
+        vals = {n: _reg(m, f"{n}_{name}_r", v) for n, v in vals.items()}
+    else:
+        vals = {n: _wire(m, f"{n}_{name}", v) for n, v in vals.items()}
+    new = Signal(signed(B), name=f"new_{name}")
+    spike = Signal(name=f"spike_{name}")
+    m.d.comb += [
+        new.eq(Mux(vals["hi"], sat_hi, Mux(vals["lo"], sat_lo,
+                                           Mux(vals["s"], vals["y"], vals["x"])))),
+        spike.eq(Mux(vals["hi"], spk_hi, vals["s"])),
+    ]
+    return new, spike

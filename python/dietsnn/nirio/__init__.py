@@ -71,17 +71,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if not args.dt > 0:
         raise CLIError(f"--dt must be a positive number of seconds, not {args.dt}")
-    graph = to_nir(model, dt=args.dt)
+    try:
+        graph = to_nir(model, dt=args.dt, snntorch=args.snntorch)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     path = write_graph(graph, args.out)
     types = Counter(type(n).__name__ for n in graph.nodes.values())
     info = {"model": model.name, "out": str(path), "dt": args.dt,
             "timesteps": model.timesteps, "nodes": len(graph.nodes),
-            "node_types": dict(sorted(types.items())), "bytes": path.stat().st_size}
+            "node_types": dict(sorted(types.items())), "bytes": path.stat().st_size,
+            "flavour": "snntorch" if args.snntorch else "dietsnn"}
     if args.json:
         print(json.dumps(info))
     else:
         print(f"wrote {path} ({info['bytes']} bytes): {model.name}, {len(graph.nodes)} NIR "
-              f"nodes, dt = {args.dt:g} s, T = {model.timesteps}")
+              f"nodes, dt = {args.dt:g} s, T = {model.timesteps}"
+              + (" (snnTorch flavour: sum the output over T)" if args.snntorch else ""))
         for name, count in info["node_types"].items():
             print(f"  {name:<10} {count}")
     return 0
@@ -172,26 +177,28 @@ def _cmd_snntorch(args: argparse.Namespace) -> int:
 
     from ..data import load_cifar10
     from ..model import load_model
+    from ..selection import select_subset
     from .export import to_nir
     from .importer import NIRImportError, read_graph
 
     model = load_model(args.model)
     try:
-        graph = read_graph(args.nir) if args.nir else to_nir(model)
+        graph = read_graph(args.nir) if args.nir else to_nir(model, snntorch=args.stock)
     except NIRImportError as e:
         raise CLIError(str(e)) from None
     if args.images < 1:
         raise CLIError(f"--images must be a positive integer, not {args.images}")
     ds = load_cifar10(args.split, data=args.data, progress=False)
-    idx = np.unique(np.linspace(0, len(ds.labels) - 1, min(args.images, len(ds.labels)))
-                    .astype(int))
-    q, labels = model.input.quantize(ds.images[idx]), ds.labels[idx]
+    images, labels, selection = select_subset(ds, min(args.images, len(ds.labels)),
+                                              split=args.split)
+    q = model.input.quantize(images)
     pred, gold, equal, diff = [], [], 0.0, 0.0
     spikes: dict[str, float] = {}
     chunk = 64
     for i in tqdm(range(0, len(q), chunk), desc="snnTorch vs golden", unit="batch",
                   file=sys.stderr, disable=args.json and not sys.stderr.isatty()):
-        r = snn.compare_with_golden(model, q[i:i + chunk], graph=graph)
+        r = snn.compare_with_golden(model, q[i:i + chunk], graph=graph, stock=args.stock,
+                                    reset=args.reset, reset_delay=args.reset_delay)
         pred += r["prediction"]
         gold += r["golden_prediction"]
         equal += r["logits_equal"] * r["images"]
@@ -201,7 +208,12 @@ def _cmd_snntorch(args: argparse.Namespace) -> int:
     n = len(q)
     p, g = np.asarray(pred), np.asarray(gold)
     info = {"model": model.name, "nir": str(args.nir) if args.nir else None,
-            "data": ds.source, "split": args.split, "images": n,
+            "data": ds.source, "split": args.split, "images": n, "selection": selection,
+            "importer": "snntorch.import_nir.import_from_nir" if args.stock
+            else "dietsnn.nirio.snn.snntorch_module",
+            "reset": args.reset or ("zero (snnTorch's importer)" if args.stock
+                                    else "subtract (from node metadata)"),
+            "reset_delay": args.reset_delay if args.reset else None,
             "agreement": float(np.mean(p == g)), "logits_equal": equal / n,
             "max_abs_logit_diff": diff,
             "spike_agreement": {k: v / n for k, v in spikes.items()},
@@ -210,7 +222,9 @@ def _cmd_snntorch(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"{model.name} on {n} {args.split} images ({ds.source})")
+    print(f"{model.name} on {n} {args.split} images ({ds.source}), {info['importer']}, "
+          f"reset {info['reset']}"
+          + (f", reset_delay={args.reset_delay}" if args.reset else ""))
     print(f"  predictions agreeing  {info['agreement']:.4f}")
     print(f"  logits identical      {info['logits_equal']:.4f} (max |diff| {diff:g})")
     print(f"  accuracy golden       {info['accuracy_golden']:.4f}")
@@ -231,6 +245,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dt", type=float, default=DEFAULT_DT,
                    help="time step in seconds for NIR's time constants (default %(default)g, "
                         "the value snnTorch assumes)")
+    p.add_argument("--snntorch", action="store_true",
+                   help="write only nodes snnTorch's own import_from_nir converts (exact "
+                        "equivalents; the output is the output current per step, to be summed "
+                        "over T); see docs/nir.md")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_export)
 
@@ -265,12 +283,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "with the golden model",
                        description="Export the model to NIR (or read --nir), run it in snnTorch "
                        "through its NIR importer, and compare predictions, logits and spikes "
-                       "with the golden model on CIFAR-10 images spread evenly over the split.")
+                       "with the golden model on CIFAR-10 images spread evenly over the split "
+                       "(dietsnn.selection).")
     p.add_argument("--model", required=True, help="model file or shipped name")
     p.add_argument("--nir", type=Path, help="NIR file to run (default: export --model)")
     p.add_argument("--images", type=int, default=1000, help="number of images (default "
                                                             "%(default)s)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--data", help="CIFAR-10 location (default: see dietsnn.data)")
+    p.add_argument("--stock", action="store_true",
+                   help="export with --snntorch and import with snnTorch's own import_from_nir "
+                        "(default: dietsnn's extended node map)")
+    p.add_argument("--reset", choices=("zero", "subtract"), default=None,
+                   help="rebuild the hidden snn.Leaky neurons with this reset_mechanism "
+                        "(default: what the importer builds)")
+    p.add_argument("--reset-delay", action="store_true",
+                   help="with --reset: snnTorch's reset_delay=True (default False)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_snntorch)

@@ -20,6 +20,23 @@ is ``v <- (1 - 2^-k) v + I``: the float image of the integer ``U <- U - (U >>> k
 subtract reset, the membrane saturation to B bits, the shift leak and its rounding, the bit
 widths, the input quantisation, T, the class names) goes into node and graph metadata, so
 :func:`dietsnn.nirio.importer.from_nir` rebuilds the identical model file.
+
+``snntorch=True`` writes the same network with only the nodes snnTorch's own importer
+(``snntorch.import_nir.import_from_nir``, snnTorch 1.0.0) converts, each an exact equivalent::
+
+    IF (k = 0)       LIF(tau = dt * 2^60, r = 2^60): beta = 1 - 2^-60 is 1.0 in float64
+    Threshold(0)     LIF(tau = dt, r = 1, v_threshold = 1/8, v_reset = 0): beta = 0, so the
+                     membrane is the pooled input itself and it spikes when that is > 1/8,
+                     i.e. > 0 (the average of 4 spikes is a multiple of 1/4)
+    Flatten+Linear   Conv2d with a kernel the size of its input map (no padding): the same dot
+                     products, in C, H, W order; a Linear after a Linear is a 1x1 Conv2d
+                     (snnTorch's Flatten counts the batch dimension, NIR's does not)
+    I (readout)      left out: the graph outputs the output layer's current every step and
+                     the caller sums it over the T steps (the output is [K, 1, 1])
+
+``dt`` must be 1e-4 s (snnTorch hard-codes it). The neuron reset is the one thing snnTorch's
+importer does not take from the graph (it always builds ``reset_mechanism="zero"``); see
+``docs/nir.md`` for the measured effect of each snnTorch reset setting.
 """
 
 from __future__ import annotations
@@ -83,17 +100,59 @@ def _weights(model: Model, layer: Layer) -> np.ndarray:
     return model.weights[layer.name].astype(np.float32)
 
 
-def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
+#: ``log2(tau / dt)`` of the LIF that stands for an IF in the snnTorch flavour: large enough
+#: that ``1 - dt / tau`` rounds to exactly 1.0 in float64.
+IF_AS_LIF_SHIFT = 60
+#: Threshold of the memoryless LIF that stands for OR pooling's ``Threshold(0)`` in the
+#: snnTorch flavour: between 0 and the smallest non-zero average of four spikes (1/4).
+OR_THRESHOLD = 0.125
+
+
+def _snntorch_neuron(layer: Layer, dt: float) -> nir.LIF:
+    """The hidden neurons as a NIR ``LIF`` only (snnTorch maps ``IF`` to ``beta = 0.9``), of
+    shape ``[F, 1, 1]`` after a linear layer (written as a convolution)."""
+    shape = layer.out_shape if len(layer.out_shape) == 3 else (layer.out_shape[0], 1, 1)
+    p = {k: v.reshape(shape) for k, v in lif_params(layer, dt).items()}
+    if layer.leak_shift:
+        return nir.LIF(**p, metadata=_neuron_meta(layer))
+    big = 2.0 ** IF_AS_LIF_SHIFT
+    return nir.LIF(tau=np.full(shape, dt * big), r=np.full(shape, big),
+                   v_leak=np.zeros(shape), v_threshold=p["v_threshold"],
+                   v_reset=np.zeros(shape),
+                   metadata={**_neuron_meta(layer), "if_as_lif":
+                             f"IF written as LIF with tau = dt * 2^{IF_AS_LIF_SHIFT} (beta = 1.0 "
+                             f"in float64), r = tau / dt (current gain 1)"})
+
+
+def _dense_as_conv(model: Model, layer: Layer, shape: tuple[int, ...]) -> nir.Conv2d:
+    """A linear layer as the equivalent Conv2d over its whole input map (snnTorch flavour)."""
+    c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
+    f_out = layer.out_shape[0]
+    return nir.Conv2d(
+        input_shape=(h, w), weight=_weights(model, layer).reshape(f_out, c, h, w),
+        stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(f_out, dtype=np.float32),
+        metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits,
+                  "linear_as_conv": f"Linear {f_out}x{c * h * w} (flattened C, H, W) as a "
+                                    f"{h}x{w} convolution without padding"})
+
+
+def to_nir(model: Model, *, dt: float = DEFAULT_DT, snntorch: bool = False) -> nir.NIRGraph:
     """The NIR graph of ``model`` (see the module docstring for the mapping).
 
     Parameters
     ----------
     model : the integer network.
     dt : time step in seconds that NIR's continuous-time parameters are expressed in.
+    snntorch : write only nodes snnTorch's ``import_from_nir`` converts (module docstring);
+        the graph's output is then the output layer's current at each step, to be summed
+        over T by the caller. Needs ``dt = 1e-4``.
     """
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive number of seconds, not {dt!r}")
     dt = float(dt)
+    if snntorch and dt != DEFAULT_DT:
+        raise ValueError(f"the snnTorch flavour needs dt = {DEFAULT_DT:g} s (snnTorch's "
+                         f"importer assumes it), not {dt!r}")
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(
         input_type={"input": np.array(model.input.shape)},
         metadata={"encoding": "q = InputSpec.quantize(pixels) (see graph metadata 'input'), "
@@ -112,8 +171,15 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
                     "rule": "2x2 stride 2 OR of spikes = Threshold(0) of their average"}
             add(layer.name, nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
                                           padding=np.array([0, 0]), metadata=dict(meta)))
-            add(f"{layer.name}_or", nir.Threshold(threshold=np.zeros((c, h, w)),
-                                                  metadata=dict(meta)))
+            if snntorch:
+                add(f"{layer.name}_or", nir.LIF(
+                    tau=np.full((c, h, w), dt), r=np.ones((c, h, w)), v_leak=np.zeros((c, h, w)),
+                    v_threshold=np.full((c, h, w), OR_THRESHOLD), v_reset=np.zeros((c, h, w)),
+                    metadata={**meta, "threshold_as_lif": "Threshold(0) written as a LIF with "
+                              "beta = 0 (tau = dt), gain 1, threshold 1/8, reset to 0"}))
+            else:
+                add(f"{layer.name}_or", nir.Threshold(threshold=np.zeros((c, h, w)),
+                                                      metadata=dict(meta)))
         elif layer.type == "conv":
             c_out = layer.out_shape[0]
             add(layer.name, nir.Conv2d(
@@ -122,6 +188,8 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
                 bias=np.zeros(c_out, dtype=np.float32),
                 metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits,
                           "padding_mode": "zeros"}))
+        elif snntorch:
+            add(layer.name, _dense_as_conv(model, layer, shape))
         else:
             if len(shape) > 1:
                 add(f"{layer.name}_flatten", nir.Flatten(
@@ -130,17 +198,21 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
             add(layer.name, nir.Linear(
                 weight=_weights(model, layer),
                 metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits}))
-        if layer.is_lif:
+        if layer.is_lif and snntorch:
+            add(f"{layer.name}_lif", _snntorch_neuron(layer, dt))
+        elif layer.is_lif:
             p = lif_params(layer, dt)
             cls = nir.LIF if layer.leak_shift else nir.IF
             add(f"{layer.name}_lif", cls(**p, metadata=_neuron_meta(layer)))
-        elif layer.output:
+        elif layer.output and not snntorch:
             k = layer.out_shape[0]
             add(f"{layer.name}_sum", nir.I(r=np.full(k, 1.0 / dt), metadata={
                 "dietsnn_layer": layer.name, "readout": "accumulate",
                 "rule": "V <- V + I_t (no leak, no spike, no saturation); prediction = "
                         "argmax of V after T steps, ties to the lowest index"}))
         shape = layer.out_shape
+    if snntorch:
+        shape = (shape[0], 1, 1)
     add("output", nir.Output(output_type={"output": np.array(shape)}))
     edges = list(zip(chain[:-1], chain[1:], strict=True))
     manifest = model.manifest()
@@ -158,6 +230,11 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT) -> nir.NIRGraph:
             "U <- U - theta s; OR pooling; output V = sum over T of its current; weights and "
             "thresholds in integer units"),
     }
+    if snntorch:
+        metadata["flavour"] = "snntorch"
+        metadata["readout"] = (
+            "the graph outputs the output layer's current [K, 1, 1] at every step; the "
+            "integer model's output V is its sum over the T steps (prediction: argmax of V)")
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -169,6 +246,8 @@ def write_graph(graph: nir.NIRGraph, path: str | os.PathLike) -> Path:
     return path
 
 
-def export_nir(model: Model, path: str | os.PathLike, *, dt: float = DEFAULT_DT) -> Path:
-    """Write ``model`` as a NIR file (HDF5, ``.nir``) at ``path``; returns the path."""
-    return write_graph(to_nir(model, dt=dt), path)
+def export_nir(model: Model, path: str | os.PathLike, *, dt: float = DEFAULT_DT,
+               snntorch: bool = False) -> Path:
+    """Write ``model`` as a NIR file (HDF5, ``.nir``) at ``path``; returns the path.
+    ``snntorch`` selects the flavour snnTorch's importer reads (:func:`to_nir`)."""
+    return write_graph(to_nir(model, dt=dt, snntorch=snntorch), path)

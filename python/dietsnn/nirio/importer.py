@@ -210,6 +210,39 @@ def _check_bias(name: str, node: Any) -> None:
                              f"bias (a constant current per neuron)")
 
 
+def _conv_is_dense(node: nir.Conv2d, shape: tuple[int, ...]) -> bool:
+    """A Conv2d whose kernel covers its whole input map without padding (stride 1, no
+    dilation or groups) is a linear layer over the flattened C, H, W input; an input ``[F]``
+    counts as ``[F, 1, 1]`` (``export-nir --snntorch`` writes linear layers so)."""
+    w = _arr(node.weight)
+    c, h, wd = shape if len(shape) == 3 else (shape[0], 1, 1) if len(shape) == 1 else (0, 0, 0)
+    pad = node.padding
+    no_pad = (_pair(pad) == (0, 0)) if not isinstance(pad, str) else pad == "valid"
+    return (w.ndim == 4 and tuple(w.shape[1:]) == (c, h, wd) and no_pad
+            and _pair(node.stride) == (1, 1) and _pair(node.dilation) == (1, 1)
+            and int(np.asarray(node.groups)) == 1)
+
+
+def _memoryless(ctx: _Ctx, node: nir.LIF) -> bool:
+    """A LIF with ``tau = dt`` (``beta = 0``): it forgets its membrane every step, so it is a
+    Heaviside of its input whatever its reset (``export-nir --snntorch`` writes OR pooling's
+    ``Threshold`` so)."""
+    tau = _arr(node.tau)
+    return tau.size > 0 and bool(np.all(np.isclose(tau, ctx.dt, rtol=RTOL, atol=0)))
+
+
+def _memoryless_threshold(ctx: _Ctx, name: str, node: nir.LIF) -> float:
+    """The input level above which a memoryless LIF spikes (``v_threshold / gain``)."""
+    if _scalar(node.v_leak, "v_leak", name, node) != 0:
+        raise NIRImportError(f"{_desc(name, node)}: v_leak is not 0; a LIF after pooling must "
+                             f"be a plain threshold to express OR pooling")
+    gain = _scalar(node.r, "r", name, node) * ctx.dt / _scalar(node.tau, "tau", name, node)
+    if not gain > 0:
+        raise NIRImportError(f"{_desc(name, node)}: the current gain r*dt/tau must be "
+                             f"positive, not {gain}")
+    return _scalar(node.v_threshold, "v_threshold", name, node) / gain
+
+
 def _check_conv(name: str, node: nir.Conv2d, shape: tuple[int, ...]) -> None:
     w = _arr(node.weight)
     if len(shape) != 3:
@@ -268,7 +301,7 @@ def _neuron(ctx: _Ctx, name: str, node: Any, gain_to_int: float) -> dict[str, in
         decay = ctx.dt / tau  # 1 - beta
         gain = r * ctx.dt / tau
         k_float = -math.log2(decay) if decay > 0 else math.inf
-        if math.isinf(k_float):
+        if math.isinf(k_float) or 1.0 - decay == 1.0:  # beta is 1.0 in float64: no leak
             k = 0
         else:
             k = max(1, round(k_float))
@@ -373,12 +406,15 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
                                      f"stride 2, no padding")
             tname, tnode = nxt(i + 1)
             smallest = 0.25 if isinstance(node, nir.AvgPool2d) else 1.0
-            if not isinstance(tnode, nir.Threshold):
+            if isinstance(tnode, nir.LIF) and _memoryless(ctx, tnode):
+                thr = _memoryless_threshold(ctx, tname, tnode)
+            elif not isinstance(tnode, nir.Threshold):
                 raise NIRImportError(
                     f"{_desc(name, node)}: {type(node).__name__} of spikes passes fractions or "
                     f"counts to the next layer, but the integer model pools by OR (max of "
                     f"spikes); follow it with a Threshold node (threshold 0) to express OR")
-            thr = _scalar(tnode.threshold, "threshold", tname, tnode)
+            else:
+                thr = _scalar(tnode.threshold, "threshold", tname, tnode)
             if not 0 <= thr < smallest:
                 raise NIRImportError(f"{_desc(tname, tnode)}: threshold {thr} after "
                                      f"{type(node).__name__} is not OR pooling (needs 0 <= "
@@ -392,12 +428,15 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
                 raise NIRImportError(f"{_desc(name, node)}: a Flatten must feed a Linear layer")
             i += 1
             continue
-        if isinstance(node, nir.Conv2d):
+        dense_conv = isinstance(node, nir.Conv2d) and _conv_is_dense(node, shape)
+        if isinstance(node, nir.Conv2d) and not dense_conv:
             _check_conv(name, node, shape)
             kind, out = "conv", (int(_arr(node.weight).shape[0]), *shape[1:])
-        elif isinstance(node, DENSE):
+        elif isinstance(node, DENSE) or dense_conv:
             _check_bias(name, node)
             w = _arr(node.weight)
+            if dense_conv:  # [F_out, C, H, W] over the whole map: a linear layer
+                w = w.reshape(w.shape[0], -1)
             f_in = int(np.prod(shape))
             if w.ndim != 2 or w.shape[1] != f_in:
                 raise NIRImportError(f"{_desc(name, node)}: weight {list(w.shape)} does not "
@@ -410,6 +449,8 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
                                  f"accumulating output only")
         lname = layer_name(node, kind)
         w_int, bits, s = _integer_weights(ctx, name, node)
+        if dense_conv:
+            w_int = w_int.reshape(w_int.shape[0], -1)
         in_shape = shape if kind == "conv" else (int(np.prod(shape)),)
         nname, nnode = nxt(i + 1)
         rest = [x for _, x in chain[i + 1:]]

@@ -15,10 +15,17 @@ snnTorch 1.0.0's importer has no entry or a known defect (each documented in doc
   entry: a Heaviside ``x > threshold`` and a stateful integrator ``v <- v + r dt x``.
 
 Neurons are snnTorch's own ``snn.Leaky`` (``reset_delay=False``, hidden state inside).
+
+:func:`stock_module` is snnTorch's ``import_from_nir`` itself, unchanged, for graphs written
+with ``export-nir --snntorch`` (only nodes it converts; the output is the output layer's
+current each step, summed over T here). It always builds ``reset_mechanism="zero"``;
+:func:`set_reset` rebuilds the hidden neurons with another snnTorch reset setting.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import nir
@@ -116,6 +123,40 @@ def snntorch_module(graph: nir.NIRGraph) -> torch.nn.Module:
     return nirtorch.nir_to_torch(graph, node_map())
 
 
+#: snnTorch reset settings measured against the golden model: (reset_mechanism, reset_delay).
+RESET_SETTINGS = (("zero", False), ("zero", True), ("subtract", False), ("subtract", True))
+
+
+def stock_module(graph: nir.NIRGraph) -> torch.nn.Module:
+    """snnTorch's own ``snntorch.import_nir.import_from_nir(graph)``, unchanged (its progress
+    prints are swallowed). For graphs from ``to_nir(model, snntorch=True)``."""
+    from snntorch.import_nir import import_from_nir
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return import_from_nir(graph)
+
+
+def hidden_neurons(net: torch.nn.Module, graph: nir.NIRGraph) -> list[str]:
+    """Names of the modules of ``net`` that are the model's hidden LIF layers (the graph's
+    neuron nodes written for a dietsnn layer, not the OR-pooling thresholds)."""
+    return [k for k, n in graph.nodes.items()
+            if isinstance(n, (nir.LIF, nir.IF)) and "leak_shift" in (n.metadata or {})
+            and isinstance(getattr(net, k, None), snn.Leaky)]
+
+
+def set_reset(net: torch.nn.Module, graph: nir.NIRGraph, reset: str,
+              reset_delay: bool) -> list[str]:
+    """Rebuild every hidden ``snn.Leaky`` of ``net`` with the same beta and threshold and the
+    given ``reset_mechanism`` (``"zero"`` or ``"subtract"``) and ``reset_delay``; returns the
+    module names changed."""
+    names = hidden_neurons(net, graph)
+    for k in names:
+        mod = getattr(net, k)
+        setattr(net, k, _leaky(mod.beta.detach().clone(), mod.threshold.detach().clone(), reset,
+                               reset_delay=reset_delay))
+    return names
+
+
 def reset_neurons(net: torch.nn.Module) -> None:
     """Zero the membranes of every snnTorch neuron in ``net`` (between input batches)."""
     for m in net.modules():
@@ -125,31 +166,40 @@ def reset_neurons(net: torch.nn.Module) -> None:
 
 @torch.no_grad()
 def run_snntorch(net: torch.nn.Module, q: np.ndarray, timesteps: int, *,
-                 batch: int = 32) -> np.ndarray:
+                 batch: int = 32, accumulate: bool = False) -> np.ndarray:
     """Run ``net`` for ``timesteps`` steps on inputs ``q`` ``[N, ...]`` (the same input every
-    step); returns the graph output after the last step, float64 ``[N, ...]``.
+    step); returns the graph output after the last step (``accumulate``: its sum over the
+    steps), float64 ``[N, ...]``.
     """
     outs = []
     for i in range(0, len(q), batch):
         x = torch.as_tensor(np.asarray(q[i:i + batch]), dtype=torch.float32)
         reset_neurons(net)
-        state = None
+        state, total = None, 0.0
         for _ in range(timesteps):
             y, state = net(x, state)
-        outs.append(y.double().numpy())
+            total = total + y.double()
+        outs.append((total if accumulate else y.double()).numpy())
     return np.concatenate(outs) if outs else np.zeros((0,))
 
 
 @torch.no_grad()
 def compare_with_golden(model: Any, q: np.ndarray, *, graph: nir.NIRGraph | None = None,
-                        batch: int = 32, keep: bool = False) -> dict[str, Any]:
+                        batch: int = 32, keep: bool = False, stock: bool = False,
+                        reset: str | None = None, reset_delay: bool = False
+                        ) -> dict[str, Any]:
     """Run ``model`` as exported to NIR in snnTorch and compare with the golden model.
 
     Parameters
     ----------
     model : a :class:`dietsnn.model.Model`.
     q : quantised images ``[N, C, H, W]`` (``model.input.quantize``).
-    graph : the NIR graph to run (default: ``to_nir(model)``).
+    graph : the NIR graph to run (default: ``to_nir(model)``, or ``to_nir(model,
+        snntorch=True)`` with ``stock``).
+    stock : import with snnTorch's own ``import_from_nir`` (:func:`stock_module`) instead of
+        the extended node map (:func:`snntorch_module`).
+    reset, reset_delay : rebuild the hidden neurons with this snnTorch reset setting
+        (:func:`set_reset`); ``reset`` None keeps what the importer built.
 
     Returns
     -------
@@ -163,8 +213,11 @@ def compare_with_golden(model: Any, q: np.ndarray, *, graph: nir.NIRGraph | None
     from .. import golden
     from .export import to_nir
 
-    graph = to_nir(model) if graph is None else graph
-    net = snntorch_module(graph)
+    graph = to_nir(model, snntorch=stock) if graph is None else graph
+    net = stock_module(graph) if stock else snntorch_module(graph)
+    if reset is not None:
+        set_reset(net, graph, reset, reset_delay)
+    accumulate = (graph.metadata or {}).get("flavour") == "snntorch"
     t_steps = model.timesteps
     lif_names = {f"{x.name}_lif": x.name for x in model.lif_layers}
     spikes: dict[str, list[torch.Tensor]] = {k: [] for k in lif_names.values()}
@@ -175,7 +228,8 @@ def compare_with_golden(model: Any, q: np.ndarray, *, graph: nir.NIRGraph | None
     handles = [getattr(net, k).register_forward_hook(hook(v)) for k, v in lif_names.items()
                if hasattr(net, k)]
     try:
-        logits = run_snntorch(net, q, t_steps, batch=batch)
+        logits = run_snntorch(net, q, t_steps, batch=batch, accumulate=accumulate)
+        logits = logits.reshape(len(logits), -1)
     finally:
         for h in handles:
             h.remove()
@@ -186,7 +240,7 @@ def compare_with_golden(model: Any, q: np.ndarray, *, graph: nir.NIRGraph | None
         # hooks fire per batch and step: regroup to [N, T, ...] like the golden record
         per_batch = [torch.stack(parts[i:i + t_steps], dim=1)
                      for i in range(0, len(parts), t_steps)]
-        kept[name] = torch.cat(per_batch).numpy()
+        kept[name] = torch.cat(per_batch).numpy().reshape(ref.spikes[name].shape)
         agree[name] = float(np.mean(kept[name] == ref.spikes[name]))
     pred = np.argmax(logits, axis=1)
     extra = {"logits": logits, "spikes": kept} if keep else {}

@@ -206,8 +206,11 @@ class _Ctx:
 def _check_bias(name: str, node: Any) -> None:
     bias = getattr(node, "bias", None)
     if bias is not None and np.any(_arr(bias) != 0):
-        raise NIRImportError(f"{_desc(name, node)}: non-zero bias; the integer model has no "
-                             f"bias (a constant current per neuron)")
+        b = _arr(bias)
+        raise NIRImportError(f"{_desc(name, node)}: non-zero bias ({int(np.count_nonzero(b))} "
+                             f"of {b.size} values, largest |b| = {np.abs(b).max():.4g}); the "
+                             f"integer model (its file specification) has no bias, a constant "
+                             f"current per neuron: train the layer with bias=False")
 
 
 def _conv_is_dense(node: nir.Conv2d, shape: tuple[int, ...]) -> bool:

@@ -253,3 +253,101 @@ def compare_with_golden(model: Any, q: np.ndarray, *, graph: nir.NIRGraph | None
         "prediction": pred.tolist(),
         "golden_prediction": ref.prediction.tolist(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# snnTorch network -> NIR graph -> integer model
+# --------------------------------------------------------------------------------------------
+def _extract_module(module: torch.nn.Module) -> Any:
+    """snnTorch's own module converter (``snntorch.export_nir._extract_snntorch_module``),
+    plus ``MaxPool2d``: written as ``AvgPool2d`` marked for an OR threshold (inserted by
+    :func:`snntorch_graph`); on 0/1 spikes the maximum of a window is its OR."""
+    from snntorch.export_nir import _extract_snntorch_module
+
+    if isinstance(module, torch.nn.MaxPool2d):
+        pair = lambda v: np.array(v if isinstance(v, (tuple, list)) else (v, v))  # noqa: E731
+        if module.dilation not in (1, (1, 1)) or module.ceil_mode:
+            raise ValueError(f"MaxPool2d with dilation {module.dilation} / ceil_mode "
+                             f"{module.ceil_mode}: the integer model pools 2x2, stride 2")
+        return nir.AvgPool2d(kernel_size=pair(module.kernel_size),
+                             stride=pair(module.stride or module.kernel_size),
+                             padding=pair(module.padding),
+                             metadata={"pooling": "max", "source": "torch.nn.MaxPool2d"})
+    return _extract_snntorch_module(module)
+
+
+def _or_after_max_pools(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Insert ``Threshold(0)`` after every node written for a ``MaxPool2d``."""
+    nodes, edges = dict(graph.nodes), list(graph.edges)
+    for name, node in graph.nodes.items():
+        if (node.metadata or {}).get("pooling") != "max":
+            continue
+        t = f"{name}_or"
+        nodes[t] = nir.Threshold(threshold=np.zeros(1), metadata={
+            "pooling": "max", "rule": "max of 0/1 spikes = OR = Threshold(0) of their mean"})
+        edges = [(t, b) if a == name else (a, b) for a, b in edges] + [(name, t)]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}),
+                        type_check=False)
+
+
+def snntorch_graph(net: torch.nn.Module, sample: torch.Tensor) -> tuple[nir.NIRGraph, str]:
+    """The NIR graph of an snnTorch network, and how it was made.
+
+    ``snntorch.export_to_nir(net, sample)`` when it succeeds and converts every module; else
+    (snnTorch 1.0.0 fails on every ``snn.Leaky`` network, and drops ``MaxPool2d``) the same
+    converter through ``nirtorch.extract_nir_graph`` without the failing type inference,
+    with ``MaxPool2d`` as OR pooling (``AvgPool2d`` then ``Threshold(0)``, exact on spikes).
+    ``sample`` is one input batch, e.g. ``torch.zeros(1, 3, 32, 32)``.
+    """
+    from snntorch.export_nir import export_to_nir
+
+    has_max = any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    if not has_max:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                graph = export_to_nir(net, sample)
+            if all(n is not None for n in graph.nodes.values()):
+                return graph, "snntorch.export_to_nir"
+        except Exception:  # noqa: BLE001 - snnTorch 1.0.0 raises several kinds here
+            pass
+    with contextlib.redirect_stdout(io.StringIO()):
+        graph = nirtorch.extract_nir_graph(
+            net, _extract_module, sample, model_name="snntorch",
+            ignore_submodules_of=[snn.RLeaky, snn.RSynaptic], ignore_dims=[0])
+    missing = [k for k, n in graph.nodes.items() if n is None]
+    if missing:
+        kinds = {k: type(dict(net.named_modules()).get(k)).__name__ for k in missing}
+        raise ValueError(f"module(s) {kinds} have no NIR equivalent in snnTorch's converter")
+    return _or_after_max_pools(graph), ("snntorch's converter via nirtorch.extract_nir_graph"
+                                        " (export_to_nir fails on this network)")
+
+
+def from_snntorch(net: torch.nn.Module, sample: torch.Tensor, options: Any = None
+                  ) -> tuple[Any, Any]:
+    """Import an snnTorch network as an integer model: :func:`snntorch_graph`, then
+    :func:`dietsnn.nirio.importer.from_nir`. Returns ``(model, report)``.
+
+    ``options`` is an :class:`~dietsnn.nirio.importer.ImportOptions`; snnTorch networks
+    need ``approximate=True`` (float weights, reset to ``v_reset = 0``). Every ``snn.Leaky``
+    reset setting is listed in ``report.notes`` (docs/nir.md: reset timing).
+
+    Raises
+    ------
+    NIRImportError : a module cannot be represented (for example a bias), naming its node
+        (the module's name in ``net``).
+    """
+    from .importer import NIRImportError, from_nir
+
+    try:
+        graph, route = snntorch_graph(net, sample)
+    except ValueError as e:
+        raise NIRImportError(str(e)) from None
+    model, report = from_nir(graph, options, source_name="snntorch")
+    report.notes.append(f"graph made by {route}")
+    for name, mod in net.named_modules():
+        if isinstance(mod, snn.Leaky):
+            report.notes.append(
+                f"snnTorch layer {name!r}: reset_mechanism={mod.reset_mechanism!r}, "
+                f"reset_delay={mod.reset_delay}; the integer model subtracts the threshold "
+                f"right after the spike (docs/nir.md, reset timing)")
+    return model, report

@@ -1,0 +1,318 @@
+"""The synaptic engine and the map writer of the event-driven stages.
+
+**Engine.** One input spike per clock updates all 9 kernel positions x ``L`` output channels:
+a *window* of ``3 x 3 x L`` accumulators holds the partial currents of output rows
+``y-1, y, y+1`` and columns ``x-1, x, x+1`` around the scanner's position ``(y, x)``. An event
+(input channel ``c`` at ``(y, x)``) reads one weight row (9 taps x ``L`` lanes) and adds tap
+``(ky, kx)`` to the accumulator of output ``(y + 1 - ky, x + 1 - kx)``: no multiplier, and
+nothing at all for inputs that did not spike. When the scanner moves to ``x + 1`` (``mv``)
+the window shifts one column and the column that left it (output column ``x - 1``) is
+*flushed* into a three-row **line buffer** (one LUT-RAM bank per output row ``oy mod 3``,
+``W x G`` entries of ``L`` currents each):
+
+* row ``y + 1`` (its first contribution): written;
+* row ``y``: read, added, written (at ``y = 0`` it starts from 0);
+* row ``y - 1``: read and added: its current is now complete and goes to the LIF pipeline
+  (:class:`~.lif.LIFPipe`), in column order, one ``L``-lane update per flush.
+
+Every position of every row pass is visited (zero words take one tick), so every neuron gets
+exactly one LIF update per time step, and the line buffer never needs clearing: each entry is
+written by its first contribution before it is read (a reset or an aborted image cannot leave
+stale currents behind). A linear stage is a 1x1 map whose virtual channels' weights sit in
+one of 9 tap slots of a row; the slot's weights go to the centre accumulator.
+
+Pipeline (clock after the scanner's registered tick): E0 weight row address, E1 weight row
+read, E2 window update (and flush capture), F1 line-buffer read, F2 add and write, F3 LIF
+accept; the LIF spikes appear :data:`~.lif.LATENCY` clocks later, then the map writer.
+
+**Map writer.** Writes each LIF output word (``L`` spikes of one position and group) to the
+stage's output map, or, for a pooled stage, keeps even rows in a row buffer and writes the
+2x2 OR of each block when the odd row's second column arrives; counts spikes for the debug
+counters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .blocks import popcount
+from .lif import LIFPipe, params_layout
+from .plan import AccelPlan, pack
+
+#: Clocks from a tick leaving the scanner to the LIF pipeline accepting its flush (E0..F3).
+ENGINE_LATENCY = 5
+
+
+def engine_config_layout(plan: AccelPlan) -> data.StructLayout:
+    """Per-stage settings of the engine: ``h1, w1`` (map size minus one), ``g1`` (groups minus
+    one), ``linear`` and the LIF ``params``."""
+    hmax = max([s.h for s in plan.stages], default=1)
+    wmax = max([s.w for s in plan.stages], default=1)
+    gmax = max([s.g for s in plan.stages], default=1)
+    return data.StructLayout({
+        "h1": unsigned(max(1, hmax.bit_length())),
+        "w1": unsigned(max(1, wmax.bit_length())),
+        "g1": unsigned(max(1, gmax.bit_length())),
+        "linear": 1,
+        "params": params_layout(plan.mem_bits),
+    })
+
+
+def lif_tag_layout(plan: AccelPlan) -> data.StructLayout:
+    """What the map writer needs of each LIF update: the line-buffer index ``lb`` (``g*W +
+    ox``, also the pool row buffer's index), the parities of ``ox`` and ``oy``, and whether
+    the update ends a pass (``last_x``) and a row (``last_g``)."""
+    return data.StructLayout({
+        "lb": unsigned(max(1, (plan.linebuf_depth - 1).bit_length())),
+        "ox0": 1, "oy0": 1, "last_x": 1, "last_g": 1,
+    })
+
+
+def writer_config_layout(plan: AccelPlan) -> data.StructLayout:
+    """Per-stage settings of the map writer: ``pooled``, ``g`` (groups) and ``rowstride``
+    (words of one written row: ``W*G`` or ``W/2*G``)."""
+    depth = max(plan.map_depth.values())
+    gmax = max([s.g for s in plan.stages], default=1)
+    return data.StructLayout({
+        "pooled": 1,
+        "g": unsigned(max(1, gmax.bit_length())),
+        "rowstride": unsigned(max(1, depth.bit_length())),
+    })
+
+
+class Engine(wiring.Component):
+    """Window, line buffer and LIF pipeline of the event-driven stages (module docstring).
+
+    Parameters (keyword-only)
+    -------------------------
+    plan : the :class:`~.plan.AccelPlan` (its engine weights become the ``wmem`` ROM).
+    tick_shape : the scanner's :func:`~.scanner.tick_layout`.
+
+    Members
+    -------
+    cfg : ``In(engine_config_layout(plan))`` the running stage.
+    tick : ``In(stream.Signature(tick_shape, always_ready=True))`` from the scanner.
+    o : ``Out(stream.Signature(...))`` the LIF pipeline's output: ``spikes`` and the
+        :func:`lif_tag_layout` tag.
+    busy : ``Out(1)`` some tick or update is still in flight.
+    """
+
+    def __init__(self, *, plan: AccelPlan, tick_shape: data.StructLayout) -> None:
+        self._plan = plan
+        self._tick = tick_shape
+        self._lif = LIFPipe(lanes=plan.lanes, current_bits=plan.cur_bits,
+                            membrane_bits=plan.mem_bits, depth=plan.umem_depth,
+                            tag_shape=lif_tag_layout(plan))
+        super().__init__({
+            "cfg": In(engine_config_layout(plan)),
+            "tick": In(stream.Signature(tick_shape, always_ready=True)),
+            "o": Out(stream.Signature(self._lif.out_layout, always_ready=True)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        p = self._plan
+        L, CB, WB = p.lanes, p.cur_bits, p.weight_bits
+        cfg = self.cfg
+        m.submodules.lif = lif = self._lif
+        lane = data.ArrayLayout(signed(CB), L)
+        wrow = data.ArrayLayout(data.ArrayLayout(signed(WB), L), 9)
+        m.submodules.wmem = wmem = memory.Memory(
+            shape=unsigned(9 * L * WB), depth=max(1, p.wrows),
+            init=pack(p.engine_rows, WB) if p.wrows else [0])
+        rd = wmem.read_port()
+
+        # ---- E0/E1: weight row read; E2: window -------------------------------------------
+        t0 = self.tick.payload
+        m.d.comb += [rd.addr.eq(t0.waddr), rd.en.eq(1)]
+        tick1 = Signal(self._tick, name="tick1")
+        tick2 = Signal(self._tick, name="tick2")
+        v1, v2 = Signal(), Signal()
+        m.d.sync += [tick1.eq(t0), v1.eq(self.tick.valid), tick2.eq(tick1), v2.eq(v1)]
+        w2 = Signal(wrow, name="w2")
+        m.d.sync += w2.eq(rd.data)
+        has_linear = any(s.kind == "linear" for s in p.stages)
+        slot_w = Signal(data.ArrayLayout(signed(WB), L), name="slot_w")
+        if has_linear:
+            with m.Switch(tick2.slot):
+                for k in range(9):
+                    with m.Case(k):
+                        m.d.comb += slot_w.eq(w2[k])
+
+        win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
+               for i in range(3)]
+        ev, mv, ps = v2 & tick2.ev, v2 & tick2.mv, v2 & tick2.ps
+        for i in range(3):
+            for j in range(3):
+                tap = w2[(2 - i) * 3 + (2 - j)]
+                if has_linear:          # linear: the slot's weights to the centre only
+                    sel = Signal.like(slot_w, name=f"tap{i}{j}")
+                    m.d.comb += sel.eq(Mux(cfg.linear, slot_w if i == j == 1 else 0, tap))
+                    tap = sel
+                nxt = win[i][j + 1] if j < 2 else None
+                for lane_i in range(L):
+                    if nxt is not None:
+                        base = Mux(ps, 0, Mux(mv, nxt[lane_i], win[i][j][lane_i]))
+                    else:
+                        base = Mux(ps | mv, 0, win[i][j][lane_i])
+                    add = Mux(ev, tap[lane_i], 0)
+                    m.d.sync += win[i][j][lane_i].eq(base + add)
+
+        # flush capture: the column x - 2 leaves the window on ``mv``
+        f1 = [Signal(lane, name=f"f1_{i}", reset_less=True) for i in range(3)]
+        f1_on = Signal()
+        f1_meta = Signal(self._tick, name="f1_meta")
+        ox_ok = (tick2.x >= 2) & (tick2.x <= cfg.w1 + 2)
+        m.d.sync += f1_on.eq(mv & ox_ok)
+        with m.If(mv):
+            m.d.sync += [f1[i].eq(win[i][0]) for i in range(3)]
+            m.d.sync += f1_meta.eq(tick2)
+            m.d.sync += [f1_meta.lb.eq(tick2.lb + tick2.x - 2),
+                         f1_meta.ub.eq(tick2.ub + tick2.x - 2)]
+
+        # ---- F1: line-buffer read; F2: add, write, LIF ------------------------------------------
+        banks = []
+        for k in range(3):
+            mem = memory.Memory(shape=lane, depth=max(2, p.linebuf_depth), init=[])
+            m.submodules[f"linebuf{k}"] = mem
+            banks.append((mem.read_port(domain="comb"), mem.write_port()))
+        ym3 = f1_meta.ym3
+        role_mid = [_role(ym3, k, "mid") for k in range(3)]
+        role_final = [_role(ym3, k, "final") for k in range(3)]
+        for rp, _ in banks:
+            m.d.comb += rp.addr.eq(f1_meta.lb)
+        old_mid = Signal(lane, reset_less=True)
+        old_final = Signal(lane, reset_less=True)
+        m.d.sync += [
+            old_mid.eq(Mux(role_mid[0], banks[0][0].data,
+                           Mux(role_mid[1], banks[1][0].data, banks[2][0].data))),
+            old_final.eq(Mux(role_final[0], banks[0][0].data,
+                             Mux(role_final[1], banks[1][0].data, banks[2][0].data))),
+        ]
+        f2 = [Signal(lane, name=f"f2_{i}", reset_less=True) for i in range(3)]
+        f2_on = Signal()
+        f2_meta = Signal(self._tick, name="f2_meta")
+        m.d.sync += [f2[i].eq(f1[i]) for i in range(3)]
+        m.d.sync += [f2_on.eq(f1_on), f2_meta.eq(f1_meta)]
+        y2 = f2_meta.y
+        mid_ok = y2 <= cfg.h1
+        first_ok = y2 < cfg.h1
+        final_ok = y2 != 0
+        mid_sum = Signal(lane)
+        for lane_i in range(L):
+            m.d.comb += mid_sum[lane_i].eq(f2[1][lane_i] + Mux(y2 == 0, 0, old_mid[lane_i]))
+        for k, (_, wp) in enumerate(banks):
+            m.d.comb += [
+                wp.addr.eq(f2_meta.lb),
+                wp.data.eq(Mux(_role(f2_meta.ym3, k, "mid"), mid_sum, f2[2])),
+                wp.en.eq(f2_on & Mux(_role(f2_meta.ym3, k, "mid"), mid_ok,
+                                     _role(f2_meta.ym3, k, "first") & first_ok)),
+            ]
+        # F3: the LIF update of output (y - 1, x - 2), registered into the pipeline
+        li = lif.i.payload
+        m.d.sync += lif.i.valid.eq(f2_on & final_ok)
+        for lane_i in range(L):
+            m.d.sync += li.current[lane_i].eq(f2[0][lane_i] + old_final[lane_i])
+        ox = f2_meta.x - 2
+        m.d.sync += [
+            li.addr.eq(f2_meta.ub),
+            li.first.eq(f2_meta.t == 0),
+            li.params.eq(cfg.params),
+            li.tag.lb.eq(f2_meta.lb),
+            li.tag.ox0.eq(ox[0]),
+            li.tag.oy0.eq(~y2[0]),            # oy = y - 1
+            li.tag.last_x.eq(f2_meta.x == cfg.w1 + 2),
+            li.tag.last_g.eq(f2_meta.g == cfg.g1),
+        ]
+        wiring.connect(m, wiring.flipped(self.o), lif.o)
+        m.d.comb += self.busy.eq(self.tick.valid | v1 | v2 | f1_on | f2_on | lif.busy)
+        return m
+
+
+def _role(ym3: Any, k: int, role: str) -> Any:
+    """Whether line-buffer bank ``k`` holds output row ``y - 1`` (final), ``y`` (mid) or
+    ``y + 1`` (first) while the scanner is on input row ``y`` (``ym3 = y mod 3``)."""
+    off = {"final": 2, "mid": 0, "first": 1}[role]
+    return ym3 == (k - off) % 3
+
+
+class MapWriter(wiring.Component):
+    """Writes the LIF pipeline's spike words into the stage's output map (module docstring).
+
+    Members
+    -------
+    cfg : ``In(writer_config_layout(plan))``. start : ``In(1)`` resets the addresses.
+    i : ``In(stream.Signature(...))`` the engine's ``o``.
+    wr_addr, wr_data, wr_en : ``Out`` the output map's write port.
+    lif_pop, pool_pop : ``Out`` popcounts of a LIF word (every update) and of a written pooled
+        word, valid with ``lif_inc`` and ``pool_inc``.
+    """
+
+    def __init__(self, *, plan: AccelPlan, in_shape: Any) -> None:
+        self._plan = plan
+        depth = max(plan.map_depth.values())
+        L = plan.lanes
+        super().__init__({
+            "cfg": In(writer_config_layout(plan)),
+            "start": In(1),
+            "i": In(stream.Signature(in_shape, always_ready=True)),
+            "wr_addr": Out(max(1, (depth - 1).bit_length())),
+            "wr_data": Out(L),
+            "wr_en": Out(1),
+            "lif_pop": Out(range(L + 1)), "lif_inc": Out(1),
+            "pool_pop": Out(range(L + 1)), "pool_inc": Out(1),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        p = self._plan
+        L = p.lanes
+        cfg = self.cfg
+        pay, tag = self.i.payload, self.i.payload.tag
+        on = self.i.valid
+        m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(L),
+                                                 depth=max(2, p.linebuf_depth), init=[])
+        pr, pw = pbuf.read_port(domain="comb"), pbuf.write_port()
+        row_base = Signal.like(self.wr_addr)
+        a = Signal.like(self.wr_addr)
+        gcur = Signal.like(cfg.g)
+        hold = Signal(L)
+        spikes = pay.spikes
+        both = Signal(L)
+        m.d.comb += [pr.addr.eq(tag.lb), both.eq(pr.data | spikes),
+                     pw.addr.eq(tag.lb), pw.data.eq(spikes)]
+        pooled_write = cfg.pooled & tag.oy0 & tag.ox0
+        write = Signal()
+        m.d.comb += write.eq(on & (~cfg.pooled | pooled_write))
+        m.d.comb += [
+            self.wr_addr.eq(a),
+            self.wr_data.eq(Mux(cfg.pooled, both | hold, spikes)),
+            self.wr_en.eq(write),
+            pw.en.eq(on & cfg.pooled & ~tag.oy0),
+        ]
+        with m.If(on & cfg.pooled & tag.oy0 & ~tag.ox0):
+            m.d.sync += hold.eq(both)
+        with m.If(self.start):
+            m.d.sync += [row_base.eq(0), a.eq(0), gcur.eq(0)]
+        with m.Elif(write):
+            with m.If(tag.last_x):
+                with m.If(tag.last_g):
+                    m.d.sync += [row_base.eq(row_base + cfg.rowstride),
+                                 a.eq(row_base + cfg.rowstride), gcur.eq(0)]
+                with m.Else():
+                    m.d.sync += [gcur.eq(gcur + 1), a.eq(row_base + gcur + 1)]
+            with m.Else():
+                m.d.sync += a.eq(a + cfg.g)
+        # popcounts, one clock later (off the write path)
+        s_r = Signal(L)
+        pool_r = Signal(L)
+        m.d.sync += [s_r.eq(spikes), pool_r.eq(both | hold),
+                     self.lif_inc.eq(on), self.pool_inc.eq(on & pooled_write)]
+        m.d.comb += [self.lif_pop.eq(popcount(m, s_r, "lif_pop")),
+                     self.pool_pop.eq(popcount(m, pool_r, "pool_pop"))]
+        return m

@@ -1,0 +1,255 @@
+"""The front unit: the first layer (a 3x3 conv on the image) and its LIF, into map ``M``.
+
+For each output group ``g`` (``L`` channels) and output pixel (raster order, or 2x2 block
+order when a pool follows) it multiply-accumulates the ``C_in * 9`` taps ``(c, ky, kx)``,
+one per clock for all ``L`` lanes (``L`` multipliers; taps outside the image read 0). The
+first layer's current is the same at every time step, so the finished current is held while
+a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs its ``T``
+LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
+exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
+
+    cycles = G * H * W * period + FRONT_TAIL
+
+Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
+accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
+(one per pixel and step; for a pooled layer the 2x2 OR over the block, kept per step in a
+small RAM) are written to ``M`` at word ``((t*H + y)*W + x)*G + g``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..neuron import NeuronArray
+from .blocks import popcount
+from .plan import AccelPlan
+
+#: Clocks after the last pixel's period until the unit is idle (measured; see the tests).
+FRONT_TAIL = 17
+
+
+def front_period(plan: AccelPlan) -> int:
+    """Clocks per output pixel: the taps, or the ``T`` LIF updates if they take longer."""
+    return max(plan.front.taps, 3 * plan.timesteps)
+
+
+def front_cycles(plan: AccelPlan) -> int:
+    """Clocks from ``start`` until ``busy`` falls (data-independent)."""
+    f = plan.front
+    return f.g * f.h * f.w * front_period(plan) + FRONT_TAIL
+
+
+class Front(wiring.Component):
+    """The first layer and its LIF (module docstring).
+
+    Parameters (keyword-only)
+    -------------------------
+    plan : the :class:`~.plan.AccelPlan`; its front weights become the ``wfront`` ROM.
+
+    Members
+    -------
+    start : ``In(1)`` a pulse: compute the image in the image buffer. busy : ``Out(1)``.
+    img_addr : ``Out`` image buffer word address (synchronous read); img_data : ``In``.
+    wr_addr, wr_data, wr_en : ``Out`` the write port of map ``M``.
+    lif_pop, lif_inc, pool_pop, pool_inc : ``Out`` popcounts for the debug counters.
+    """
+
+    def __init__(self, *, plan: AccelPlan) -> None:
+        self._plan = plan
+        L = plan.lanes
+        f = plan.front
+        self._array = NeuronArray(lanes=L, current_bits=f.current_bits,
+                                  membrane_bits=f.membrane_bits, depth=1,
+                                  timesteps=plan.timesteps, loop_stages=3)
+        super().__init__({
+            "start": In(1),
+            "busy": Out(1),
+            "img_addr": Out(max(1, (plan.beats - 1).bit_length())),
+            "img_data": In(plan.data_bits),
+            "wr_addr": Out(max(1, (plan.map_depth["M"] - 1).bit_length())),
+            "wr_data": Out(L),
+            "wr_en": Out(1),
+            "lif_pop": Out(range(L + 1)), "lif_inc": Out(1),
+            "pool_pop": Out(range(L + 1)), "pool_inc": Out(1),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        p = self._plan
+        f = p.front
+        L, T, WB = p.lanes, p.timesteps, p.weight_bits
+        C, H, W, G = f.c_in, f.h, f.w, f.g
+        period = front_period(p)
+        pooled = bool(f.pool)
+        ppb, pbits = p.pix_per_beat, p.pix_bits
+        m.submodules.wfront = wrom = memory.Memory(
+            shape=data.ArrayLayout(signed(WB), L), depth=len(p.front_rows),
+            init=[[int(v) for v in row] for row in p.front_rows])
+        wr_rom = wrom.read_port()
+
+        # ---- A: pixel and tap counters -------------------------------------------------------
+        on = Signal()
+        g = Signal(range(max(2, G)))
+        yy0 = Signal(range(H + 1))      # pixel row / column (or block row / column)
+        xx0 = Signal(range(W + 1))
+        sub = Signal(2)                 # pooled: (dy, dx) within the block
+        k = Signal(range(period + 1))   # tap
+        c = Signal(range(max(2, C)))
+        ky = Signal(range(3))
+        kx = Signal(range(3))
+        y = Signal(range(H + 1))
+        x = Signal(range(W + 1))
+        if pooled:
+            m.d.comb += [y.eq(yy0 * 2 + sub[1]), x.eq(xx0 * 2 + sub[0])]
+            rows, cols = H // 2, W // 2
+        else:
+            m.d.comb += [y.eq(yy0), x.eq(xx0)]
+            rows, cols = H, W
+        last_k = k == period - 1
+        last_sub = (sub == 3) if pooled else 1
+        last_col = xx0 == cols - 1
+        last_row = yy0 == rows - 1
+        last_px = last_k & last_sub & last_col & last_row & (g == G - 1)
+        with m.If(self.start):
+            m.d.sync += [on.eq(1), g.eq(0), yy0.eq(0), xx0.eq(0), sub.eq(0), k.eq(0), c.eq(0),
+                         ky.eq(0), kx.eq(0)]
+        with m.Elif(on):
+            m.d.sync += k.eq(k + 1)
+            with m.If(kx == 2):
+                m.d.sync += kx.eq(0)
+                with m.If(ky == 2):
+                    m.d.sync += [ky.eq(0), c.eq(c + 1)]
+                with m.Else():
+                    m.d.sync += ky.eq(ky + 1)
+            with m.Else():
+                m.d.sync += kx.eq(kx + 1)
+            with m.If(last_k):
+                m.d.sync += [k.eq(0), c.eq(0), ky.eq(0), kx.eq(0)]
+                if pooled:
+                    m.d.sync += sub.eq(sub + 1)
+                with m.If(last_sub):
+                    m.d.sync += xx0.eq(xx0 + 1)
+                    with m.If(last_col):
+                        m.d.sync += [xx0.eq(0), yy0.eq(yy0 + 1)]
+                        with m.If(last_row):
+                            m.d.sync += [yy0.eq(0), g.eq(g + 1)]
+                with m.If(last_px):
+                    m.d.sync += on.eq(0)
+        # tap address (the image is channel-major: pixel index (c*H + iy)*W + ix)
+        iy = Signal(signed(max(H, 2).bit_length() + 2))
+        ix = Signal(signed(max(W, 2).bit_length() + 2))
+        m.d.comb += [iy.eq(y + ky - 1), ix.eq(x + kx - 1)]
+        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W) & (k < f.taps)
+        pix = Signal(range(C * H * W + 1))
+        m.d.comb += pix.eq(c * (H * W) + iy.as_unsigned()[:len(pix)] * W
+                           + ix.as_unsigned()[:len(pix)])
+        shift = (ppb - 1).bit_length()
+        m.d.comb += [self.img_addr.eq(pix >> shift),
+                     wr_rom.addr.eq(g * f.taps + k), wr_rom.en.eq(1)]
+        # ---- B: read; C: pixel select; D: multiply; E: accumulate ---------------------------
+        b_on, b_in, b_first, b_last = (Signal(name=f"b_{n}") for n in
+                                       ("on", "in", "first", "last"))
+        b_lane = Signal(max(1, shift), name="b_lane")
+        m.d.sync += [b_on.eq(on), b_in.eq(inside), b_lane.eq(pix[:shift] if shift else 0),
+                     b_first.eq(k == 0), b_last.eq(last_k)]
+        pix_c = Signal(signed(pbits), reset_less=True)
+        w_c = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
+        c_on, c_first, c_last = Signal(), Signal(), Signal()
+        lanes_px = [self.img_data[i * pbits:(i + 1) * pbits].as_signed() for i in range(ppb)]
+        sel = lanes_px[0]
+        for i in range(1, ppb):
+            sel = Mux(b_lane == i, lanes_px[i], sel)
+        m.d.sync += [pix_c.eq(Mux(b_in, sel, 0)), w_c.eq(wr_rom.data), c_on.eq(b_on),
+                     c_first.eq(b_first), c_last.eq(b_last)]
+        prod_bits = pbits + WB
+        prod = Signal(data.ArrayLayout(signed(prod_bits), L), reset_less=True)
+        d_on, d_first, d_last = Signal(), Signal(), Signal()
+        m.d.sync += [prod[i].eq(pix_c * w_c[i]) for i in range(L)]
+        m.d.sync += [d_on.eq(c_on), d_first.eq(c_first), d_last.eq(c_last)]
+        acc = Signal(data.ArrayLayout(signed(f.current_bits), L), reset_less=True)
+        e_done = Signal()
+        with m.If(d_on):
+            m.d.sync += [acc[i].eq(Mux(d_first, 0, acc[i]) + prod[i]) for i in range(L)]
+        m.d.sync += e_done.eq(d_on & d_last)
+
+        # ---- LIF feeder: T updates of the held current, one every 3 clocks ------------------
+        m.submodules.lif = arr = self._array
+        cur = Signal.like(acc, reset_less=True)
+        left = Signal(range(T + 1))
+        step = Signal(range(max(2, T)))
+        m.d.comb += [
+            arr.params.leak_shift.eq(f.leak_shift),
+            arr.params.threshold.eq(f.threshold),
+            arr.params.membrane_bits.eq(f.membrane_bits),
+            arr.i_stream.valid.eq(left != 0),
+            arr.i_stream.payload.addr.eq(0),
+            arr.i_stream.payload.step.eq(step),
+            arr.o_stream.ready.eq(1),
+        ]
+        for i in range(L):
+            m.d.comb += arr.i_stream.payload.current[i].eq(cur[i])
+        with m.If(e_done):
+            m.d.sync += [cur.eq(acc), left.eq(T), step.eq(0)]
+        with m.Elif(arr.i_stream.valid & arr.i_stream.ready):
+            m.d.sync += [left.eq(left - 1), step.eq(step + 1)]
+
+        # ---- writer ------------------------------------------------------------------------------
+        o = arr.o_stream
+        spikes = o.payload.spikes
+        beat = o.valid
+        t_last = o.payload.step == T - 1
+        wa = Signal.like(self.wr_addr)      # word of (t, pixel)
+        pb = Signal.like(self.wr_addr)      # word of (0, pixel)
+        wg = Signal(range(max(2, G)))
+        wrow = Signal(range(rows + 1))
+        wcol = Signal(range(cols + 1))
+        wsub = Signal(2)
+        step_words = f.map_words          # words of one time step
+        w_last_sub = (wsub == 3) if pooled else 1
+        pix_done = beat & t_last & w_last_sub
+        with m.If(self.start):
+            m.d.sync += [wa.eq(0), pb.eq(0), wg.eq(0), wrow.eq(0), wcol.eq(0), wsub.eq(0)]
+        with m.Elif(beat):
+            with m.If(~t_last):
+                m.d.sync += wa.eq(wa + step_words)
+            with m.Else():
+                if pooled:
+                    m.d.sync += [wsub.eq(wsub + 1), wa.eq(pb)]
+                with m.If(w_last_sub):
+                    with m.If(wcol == cols - 1):
+                        m.d.sync += wcol.eq(0)
+                        with m.If(wrow == rows - 1):
+                            m.d.sync += [wrow.eq(0), wg.eq(wg + 1), pb.eq(wg + 1),
+                                         wa.eq(wg + 1)]
+                        with m.Else():
+                            m.d.sync += [wrow.eq(wrow + 1), pb.eq(pb + G), wa.eq(pb + G)]
+                    with m.Else():
+                        m.d.sync += [wcol.eq(wcol + 1), pb.eq(pb + G), wa.eq(pb + G)]
+        word = Signal(L)
+        if pooled:
+            m.submodules.pacc = pacc = memory.Memory(shape=unsigned(L), depth=max(2, T), init=[])
+            pr, pw = pacc.read_port(domain="comb"), pacc.write_port()
+            m.d.comb += [pr.addr.eq(o.payload.step), pw.addr.eq(o.payload.step),
+                         word.eq(Mux(wsub == 0, 0, pr.data) | spikes),
+                         pw.data.eq(word), pw.en.eq(beat)]
+            write = beat & (wsub == 3)
+        else:
+            m.d.comb += word.eq(spikes)
+            write = beat
+        m.d.comb += [self.wr_addr.eq(wa), self.wr_data.eq(word), self.wr_en.eq(write)]
+        busy = Signal()
+        with m.If(self.start):
+            m.d.sync += busy.eq(1)
+        with m.Elif(pix_done & (wg == G - 1) & (wrow == rows - 1) & (wcol == cols - 1)):
+            m.d.sync += busy.eq(0)
+        m.d.comb += self.busy.eq(busy)
+        s_r, p_r = Signal(L), Signal(L)
+        m.d.sync += [s_r.eq(spikes), p_r.eq(word), self.lif_inc.eq(beat),
+                     self.pool_inc.eq(write if pooled else 0)]
+        m.d.comb += [self.lif_pop.eq(popcount(m, s_r, "front_lif_pop")),
+                     self.pool_pop.eq(popcount(m, p_r, "front_pool_pop"))]
+        return m

@@ -1,0 +1,146 @@
+"""The engine's LIF pipeline: ``L`` membrane updates per clock, membranes in a store.
+
+Every hidden neuron after the first layer is updated once per time step, when the engine
+has summed its current (:mod:`.engine`). Updates of one neuron are therefore a whole time
+step apart, so this pipeline needs no loop closed within a few clocks: it reads the
+membrane, runs the same three-stage LIF circuit as the neuron array
+(:func:`dietsnn.hw.neuron.lif_recurrence`) and writes the membrane back, feed-forward::
+
+    c0  accept: read U[addr] (block RAM), register the operands I, I - theta, ...
+    c1  U arrives                      -> register U (0 at step 0)
+    c2  shift                          -> register
+    c3  carry-save rows, carry chains  -> register
+    c4  saturate / spike / reset select; write U'[addr]; spikes registered
+    c5  ``o.valid`` with the spikes and the tag
+
+Two updates of the same address must be accepted at least :data:`SAME_ADDR_GAP` clocks
+apart (the engine's schedule guarantees it: see :mod:`.engine`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..neuron import lif_recurrence, operand_widths, operands, saturation_constants
+
+#: Clocks from accepting an update to ``o.valid``.
+LATENCY = 5
+#: Smallest distance in clocks between two accepted updates of one address.
+SAME_ADDR_GAP = 5
+
+
+def params_layout(membrane_bits: int) -> data.StructLayout:
+    """Per-update LIF parameters: ``threshold``, ``leak_shift`` and ``membrane_bits``
+    (``b <= B``: the layer's own saturation width)."""
+    return data.StructLayout({
+        "threshold": unsigned(membrane_bits - 1),
+        "leak_shift": unsigned(max(1, (membrane_bits - 1).bit_length())),
+        "membrane_bits": unsigned(membrane_bits.bit_length()),
+    })
+
+
+class LIFPipe(wiring.Component):
+    """``lanes`` LIF updates per clock against a membrane store of ``depth`` rows.
+
+    Parameters (keyword-only)
+    -------------------------
+    lanes : ``L``. current_bits : signed width of a lane's current. membrane_bits : ``B``,
+    the widest membrane stored. depth : rows of the store (neurons per lane of the largest
+    layer). tag_shape : a shape carried from input to output unchanged.
+
+    Members
+    -------
+    i : ``In(stream.Signature(..., always_ready=True))`` one update: ``addr``, ``first``
+        (step 0: start from ``U = 0``), ``params`` (:func:`params_layout`), ``current``
+        (``lanes`` x ``signed(current_bits)``) and ``tag``.
+    o : ``Out(stream.Signature(..., always_ready=True))`` ``spikes`` (``lanes`` bits) and the
+        ``tag``, :data:`LATENCY` clocks after ``i``.
+    busy : ``Out(1)`` an update is in the pipeline (including one on ``i`` or ``o``).
+    """
+
+    def __init__(self, *, lanes: int, current_bits: int, membrane_bits: int, depth: int,
+                 tag_shape: Any) -> None:
+        self._lanes, self._cb, self._mb, self._depth = lanes, current_bits, membrane_bits, depth
+        self._in_layout = data.StructLayout({
+            "addr": unsigned(max(1, (depth - 1).bit_length())),
+            "first": 1,
+            "params": params_layout(membrane_bits),
+            "current": data.ArrayLayout(signed(current_bits), lanes),
+            "tag": tag_shape,
+        })
+        self._out_layout = data.StructLayout({"spikes": unsigned(lanes), "tag": tag_shape})
+        super().__init__({
+            "i": In(stream.Signature(self._in_layout, always_ready=True)),
+            "o": Out(stream.Signature(self._out_layout, always_ready=True)),
+            "busy": Out(1),
+        })
+
+    lanes = property(lambda self: self._lanes)
+    out_layout = property(lambda self: self._out_layout)
+    depth = property(lambda self: self._depth)
+
+    @property
+    def loop_bits(self) -> int:
+        return (2 ** self._mb + 2 ** (self._cb - 1) + 2).bit_length() + 1
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        L, B, W = self._lanes, self._mb, self.loop_bits
+        inp, pay = self.i, self.i.payload
+        lay = data.ArrayLayout(signed(B), L)
+        m.submodules.umem = umem = memory.Memory(shape=lay, depth=self._depth, init=[])
+        rd, wr = umem.read_port(), umem.write_port()
+
+        def delay(v: Any, n: int, name: str, reset: bool = False) -> list[Signal]:
+            out = [v]
+            for i in range(n):
+                r = Signal.like(v, name=f"{name}_d{i + 1}", reset_less=not reset)
+                m.d.sync += r.eq(out[-1])
+                out.append(r)
+            return out
+
+        m.d.comb += [rd.addr.eq(pay.addr), rd.en.eq(1)]
+        valid = delay(inp.valid, LATENCY, "valid", reset=True)
+        addr = delay(pay.addr, 4, "addr")
+        tag = delay(pay.tag, LATENCY, "tag")
+        first = delay(pay.first, 1, "first")
+        k = delay(pay.params.leak_shift, 2, "k")
+        b = pay.params.membrane_bits
+        half = Signal(signed(W))
+        theta = Signal(signed(W))
+        m.d.comb += [half.eq(Cat(*(b == i + 1 for i in range(B)))), theta.eq(pay.params.threshold)]
+        sat_hi = delay(Signal(signed(B), name="sat_hi0"), 4, "sat_hi")
+        spk_hi = delay(Signal(name="spk_hi0"), 4, "spk_hi")
+        sat_lo = delay(Signal(signed(B), name="sat_lo0"), 4, "sat_lo")
+        c_hi, c_spk, c_lo = saturation_constants(theta, half)
+        m.d.comb += [sat_hi[0].eq(c_hi), spk_hi[0].eq(c_spk), sat_lo[0].eq(c_lo)]
+        qw = operand_widths(self._cb, B)
+        # c1: operands registered; c2: U registered (the recurrence's ``old``)
+        old = Signal(lay, name="old", reset_less=True)
+        m.d.sync += [old[p].eq(Mux(first[1], 0, rd.data[p])) for p in range(L)]
+        new = Signal(lay)
+        spikes = Signal(L)
+        for p in range(L):
+            ops = operands(pay.current[p], theta, half)
+            q1 = {n: Signal(signed(w), name=f"q_{n}_{p}_c1", reset_less=True)
+                  for n, w in qw.items()}
+            m.d.sync += [q1[n].eq(ops[n]) for n in q1]
+            q2 = {n: Signal(signed(w), name=f"q_{n}_{p}_c2", reset_less=True)
+                  for n, w in qw.items()}
+            m.d.sync += [q2[n].eq(q1[n]) for n in q1]
+            new_p, spike_p = lif_recurrence(
+                m, old=old[p], k=k[2], q=q2, sat_hi=sat_hi[4], spk_hi=spk_hi[4],
+                sat_lo=sat_lo[4], loop_bits=W, membrane_bits=B, stages=3, name=str(p))
+            m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
+        # c4: write back; spikes registered for c5
+        m.d.comb += [wr.addr.eq(addr[4]), wr.data.eq(new), wr.en.eq(valid[4])]
+        out_spk = Signal(L, reset_less=True)
+        m.d.sync += out_spk.eq(spikes)
+        m.d.comb += self.busy.eq(Cat(*valid).any())
+        m.d.comb += [self.o.valid.eq(valid[5]), self.o.payload.spikes.eq(out_spk),
+                     self.o.payload.tag.eq(tag[5])]
+        return m

@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .errors import EXIT_BUG, EXIT_INTERRUPTED, CLIError, DietsnnError
+from .errors import EXIT_BUG, EXIT_INTERRUPTED, CLIError, DietsnnError, one_line
 
 COMMAND_MODULES = (
     "dietsnn.commands",
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if isinstance(e, _foreign_expected()):
             return _report(command, str(e), 1, debug)
-        first = (str(e).strip().splitlines() or [""])[0]
+        first = one_line((str(e).strip().splitlines() or [""])[0], 300)
         msg = (f"internal error {type(e).__name__}: {first} -- this is a bug in dietsnn, "
                "please report it" + ("" if debug else " (with the trace from --debug)"))
         return _report(command, msg, EXIT_BUG, debug)
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(command: str, message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc(file=sys.stderr)
-    line = " ".join(message.split("\n")[0].split()) or "(no message)"
+    line = " ".join(message.split()) or "(no message)"
     print(f"{command}: error: {line}", file=sys.stderr)
     return code
 

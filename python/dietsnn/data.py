@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import lzma
 import os
 import pickle
 import re
@@ -36,13 +37,14 @@ import tarfile
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, OutputError
+from .errors import DataError, OutputError, one_line
 from .fileio import atomic_path
 from .model import CIFAR10_CLASSES
 
@@ -63,6 +65,9 @@ MAX_BATCH_BYTES = 64 << 20  # one python batch file (the official ones are 31 MB
 MAX_IMAGE_BYTES = 1 << 20  # one encoded image file (a 32x32 PNG or JPEG is a few kB)
 MAX_IMAGES = 100_000  # images of one split in an image tree
 MAX_TAR_MEMBERS = 300_000  # members of an archive (the image-tree tarball has ~60,000)
+#: What reading a damaged archive can raise.
+_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+                   lzma.LZMAError)
 _FORMS = ("expected the CIFAR-10 python release ('cifar-10-batches-py' folder or "
           "'cifar-10-python.tar.gz') or an image tree 'train|test/<class>/*.png|jpg|jpeg' "
           "(folder, .tar or .tar.gz)")
@@ -203,7 +208,7 @@ def _read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         d = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except Exception as e:  # any malformed pickle: report it as a data problem
-        raise DataError(f"{where}: not a CIFAR-10 python batch: {e}") from None
+        raise DataError(f"{where}: not a CIFAR-10 python batch: {one_line(e)}") from None
     if not isinstance(d, dict):
         raise DataError(f"{where}: a CIFAR-10 batch is a dict, not {type(d).__name__}")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
@@ -296,7 +301,7 @@ def _decode(items: list[tuple[int, str, Callable[[], bytes]]], where: str,
                     images[i] = np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                 Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise DataError(f"{where}: cannot decode {name}: {e}") from None
+            raise DataError(f"{where}: cannot decode {name}: {one_line(e)}") from None
     labels = np.fromiter((x[0] for x in items), dtype=np.int64, count=len(items))
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels
 
@@ -388,7 +393,7 @@ def _tar_kind(path: Path) -> str:
                     return "batches"
                 if _TREE_RE.match(name):
                     return "tree"
-    except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except _ARCHIVE_ERRORS as e:
         raise DataError(f"{path}: cannot read the archive (truncated or corrupt?): {e}") from None
     raise DataError(f"{path}: archive holds no CIFAR-10 data; {_FORMS}")
 
@@ -455,7 +460,11 @@ def _load_from(path: Path, split: str, progress: bool) -> tuple[tuple[np.ndarray
                 f"{root} (image folder)")
     if not path.is_file():
         raise DataError(f"{path}: not a file or folder; {_FORMS}")
-    if not tarfile.is_tarfile(path):
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as e:
+        raise DataError(f"{path}: cannot read the archive (truncated or corrupt?): {e}") from None
+    if not is_tar:
         raise DataError(f"{path}: not a tar archive (truncated or of another kind); {_FORMS}")
 
     def load() -> tuple[np.ndarray, np.ndarray]:
@@ -465,7 +474,7 @@ def _load_from(path: Path, split: str, progress: bool) -> tuple[tuple[np.ndarray
                 if kind == "batches":
                     return _load_batches_tar(tf, path, split)
                 return _load_tree_tar(tf, path, split, progress)
-        except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
+        except _ARCHIVE_ERRORS as e:
             raise DataError(f"{path}: cannot read the archive (truncated or corrupt?): "
                             f"{e}") from None
 

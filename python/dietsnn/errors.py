@@ -36,6 +36,7 @@ __all__ = [
     "ModelFileError",
     "OutputError",
     "ResourceLimitError",
+    "one_line",
     "EXIT_BUG",
     "EXIT_INTERRUPTED",
 ]
@@ -89,3 +90,10 @@ class ResourceLimitError(InputError):
 
 class CheckpointError(InputError):
     """A training checkpoint is unreadable, truncated, or does not fit the config."""
+
+
+def one_line(text: object, limit: int = 500) -> str:
+    """``text`` on one line (runs of whitespace, newlines included, become one space), cut to
+    ``limit`` characters: for messages that quote another library's exception."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."

@@ -40,13 +40,14 @@ import math
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ModelFileError
+from .errors import InputError, ModelFileError, one_line
 from .fileio import atomic_path
 
 FORMAT = "dietsnn-model"
@@ -69,6 +70,16 @@ MAX_JSON_INT_DIGITS = 19  # integers beyond int64 are refused
 MAX_DIM = 1 << 20  # one entry of a shape
 MAX_ELEMENTS = 1 << 31  # elements of one shape (neurons of a layer, pixels of the input)
 
+#: What reading a damaged zip member can raise (besides OSError and EOFError).
+_ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
+                                            NotImplementedError, RuntimeError)
+try:
+    import lzma  # bz2 fails with OSError
+
+    _ZIP_ERRORS += (lzma.LZMAError,)
+except ImportError:  # pragma: no cover - Python built without them
+    pass
+
 #: Names of models and layers: letters, digits and ``_``, starting with a letter. Used in
 #: file and folder names, so never a path.
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -90,7 +101,7 @@ def is_identifier(name: object, *, model: bool = False) -> bool:
 
 
 def _fail(where: str, msg: str) -> None:
-    raise ModelFileError(f"{where}: {msg}")
+    raise ModelFileError(f"{where}: {one_line(msg, 1000)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,10 +593,11 @@ def _npy_header(f: Any, where: str, member: str) -> tuple[np.dtype, tuple[int, .
             _fail(where, f"member {member!r}: unsupported .npy version {version}")
     except ModelFileError:
         raise
-    except (ValueError, SyntaxError, TypeError, EOFError, OSError) as e:
-        _fail(where, f"member {member!r} is not a .npy array: {e}")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as e:
+    except _ZIP_ERRORS as e:
         _fail(where, f"cannot read the archive (truncated or corrupt?): {e}")
+    except Exception as e:  # noqa: BLE001 - numpy parses the untrusted header text with
+        # ast and tokenize; ValueError, SyntaxError, tokenize.TokenError... all mean the same
+        _fail(where, f"member {member!r} is not a .npy array: {type(e).__name__}: {e}")
     if dtype.hasobject:
         _fail(where, f"member {member!r} is a pickled object array; model files hold plain "
                      "integer arrays only")
@@ -600,7 +612,7 @@ def _read_npy_data(f: Any, dtype: np.dtype, shape: tuple[int, ...], fortran: boo
     try:
         raw = f.read(nbytes)
         trailing = f.read(1)  # also makes zipfile check the member's CRC
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+    except (*_ZIP_ERRORS, OSError, EOFError, ValueError) as e:
         _fail(where, f"cannot read the archive (truncated or corrupt?): member {member!r}: {e}")
     if len(raw) != nbytes:
         _fail(where, f"member {member!r} is truncated: {len(raw)} of {nbytes} data bytes")
@@ -654,7 +666,7 @@ def load(path: str | os.PathLike) -> Model:
 def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Any:
     try:
         return zf.open(info)
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError) as e:
+    except (*_ZIP_ERRORS, ValueError, OSError, EOFError) as e:
         _fail(where, f"cannot read the archive (truncated or corrupt?): {e}")
 
 

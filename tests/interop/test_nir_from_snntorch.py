@@ -71,3 +71,37 @@ def test_average_pooling_is_still_refused():
     with pytest.raises(NIRImportError, match=r"node '2' \(AvgPool2d\).*OR"):
         from_snntorch(_net(pool="avg"), torch.zeros(SAMPLE),
                       ImportOptions(approximate=True, membrane_bits=24))
+
+
+def test_worked_example_snntorch_model_to_estimate(tmp_path, capsys):
+    """docs/nir.md's worked example: an snnTorch CIFAR-10 network -> model file -> estimate."""
+    import json
+
+    from dietsnn.cli import main
+    from dietsnn.data import DataError, load_cifar10
+    from dietsnn.model import InputSpec
+
+    try:
+        load_cifar10("test", download=False, progress=False)
+    except DataError as e:
+        pytest.skip(f"CIFAR-10 test images are not available: {e}")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.875, threshold=1.0, init_hidden=True),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.75, threshold=1.0, init_hidden=True),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 8 * 8, 10, bias=False))
+    spec = InputSpec(shape=(3, 32, 32), mean=(0.4914, 0.4822, 0.4465),
+                     std=(0.2470, 0.2435, 0.2616), scale=1 / 32, bits=8)
+    model, report = from_snntorch(net, torch.zeros(1, 3, 32, 32), ImportOptions(
+        approximate=True, membrane_bits=24, timesteps=5, name="my_snn", input=spec))
+    path = model.save(tmp_path / "my_snn.npz")
+    assert main(["estimate", "--model", str(path), "--images", "20", "--no-synth",
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model"]["name"] == "my_snn" and r["selection"]["count"] == 20
+    assert r["energy"]["ann_macs"] > 0 and r["accuracy"]["images"] == 20

@@ -163,3 +163,16 @@ def test_snntorch_flavour_needs_snntorchs_dt():
 
     with pytest.raises(ValueError, match="needs dt = 0.0001"):
         to_nir(random_model("4C-P-10", seed=0), dt=1e-3, snntorch=True)
+
+
+def test_cli_nir_snntorch_stock(tiny, spread_images, capsys):
+    from dietsnn.cli import main
+
+    assert main(["nir-snntorch", "--model", "tiny", "--images", "30", "--stock", "--reset",
+                 "subtract", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["importer"] == "snntorch.import_nir.import_from_nir"
+    assert info["reset"] == "subtract" and info["reset_delay"] is False
+    assert info["images"] == 30 and info["selection"]["per_class"] == {
+        str(c): 3 for c in range(10)}
+    assert 0.0 <= info["agreement"] <= 1.0

@@ -113,8 +113,10 @@ def test_xc7_says_timing_needs_vendor_tools(tool_cache, tmp_path):
 @needs_yosys
 def test_sweep_pareto_and_files(tool_cache, tmp_path):
     im, lab = images(3)
+    sel = {"split": "test", "mode": "spread", "count": 3, "sha256": "ab" * 32}
     s = sweep(small(), im, lab, lanes=[2, 4, 8, 16], target="ecp5", source=source,
-              cycle_model=cycle_model, pnr=False, progress=False)
+              cycle_model=cycle_model, pnr=False, progress=False, selection=sel)
+    assert s["selection"] == sel
     rows = {r["lanes"]: r for r in s["rows"]}
     assert s["latency_unit"] == "cycles"
     assert rows[2]["luts"] < rows[4]["luts"] < rows[8]["luts"]

@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         labels, source = None, "random pixels (seed 0)"
     else:
         from dietsnn.data import load_cifar10
+        from dietsnn.selection import select_subset
         ds = load_cifar10("test", args.data)
-        images, labels, source = ds.images[:args.images], ds.labels[:args.images], ds.source
+        images, labels, selection = select_subset(ds, min(args.images, len(ds.labels)),
+                                                  split="test")
+        source = f"{ds.source}, {selection['mode']} selection sha256 {selection['sha256'][:12]}"
     q = model.input.quantize(images)
     golden.run(model, q[:args.batch], batch=args.batch)  # warm-up: BLAS threads, buffers
     t0 = time.perf_counter()

@@ -478,3 +478,26 @@ def test_folder_lock_is_exclusive(tmp_path):
                 pass
     with folder_lock(tmp_path / "run"):  # released
         pass
+
+
+def test_foreign_expected_errors_are_one_line(capsys, monkeypatch):
+    """Errors of parts not yet on dietsnn.errors (hw PlanError, NIRImportError, ...)."""
+    import sys
+    import types
+
+    from dietsnn import cli, commands
+
+    fake = types.ModuleType("fake_plan")
+
+    class PlanError(ValueError):
+        pass
+
+    fake.PlanError = PlanError
+    monkeypatch.setitem(sys.modules, "fake_plan", fake)
+    monkeypatch.setattr(cli, "FOREIGN_EXPECTED", (("fake_plan", "PlanError"),))
+
+    def plan(args):
+        raise PlanError("12 lanes do not divide 10 outputs")
+
+    monkeypatch.setattr(commands, "cmd_models", plan)
+    assert "12 lanes do not divide" in _one_line(capsys, ["models"])

@@ -95,7 +95,12 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out_dir or f"runs/{self.name}")
+        """``out_dir``, or ``runs/<name>`` (the name checked to stay inside ``runs``)."""
+        if self.out_dir:
+            return Path(self.out_dir)
+        from dietsnn.fileio import child
+
+        return child("runs", self.name)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

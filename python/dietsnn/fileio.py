@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import BusyError, OutputError
 
-__all__ = ["STALE_SECONDS", "atomic_path", "clean_stale_temps", "folder_lock", "umask",
+__all__ = ["STALE_SECONDS", "atomic_path", "child", "clean_stale_temps", "folder_lock", "umask",
            "write_atomic"]
 
 #: A temporary file of a writer whose process may still live is removed after this long.
@@ -44,6 +44,17 @@ def umask() -> int:
     old = os.umask(0o022)  # not thread safe, hence the /proc reading above
     os.umask(old)
     return old
+
+
+def child(folder: str | os.PathLike, *parts: str) -> Path:
+    """``folder / parts...``, refused with :class:`~dietsnn.errors.OutputError` unless it stays
+    inside ``folder`` once resolved (parts built from names must never climb out)."""
+    base = Path(folder)
+    out = base.joinpath(*parts)
+    root = base.resolve()
+    if not out.resolve().is_relative_to(root) or out.resolve() == root:
+        raise OutputError(f"{out}: leaves its folder {base} (a name is not a path)")
+    return out
 
 
 def _pid_alive(pid: int) -> bool:

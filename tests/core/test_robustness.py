@@ -501,3 +501,12 @@ def test_foreign_expected_errors_are_one_line(capsys, monkeypatch):
 
     monkeypatch.setattr(commands, "cmd_models", plan)
     assert "12 lanes do not divide" in _one_line(capsys, ["models"])
+
+
+def test_paths_built_from_names_stay_inside(tmp_path):
+    from dietsnn.fileio import child
+
+    assert child(tmp_path, "cifar10") == tmp_path / "cifar10"
+    for bad in ("../x", "/etc", "a/../../x", "", "."):
+        with pytest.raises(OutputError, match="leaves its folder"):
+            child(tmp_path, bad)

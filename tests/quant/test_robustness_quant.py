@@ -196,3 +196,10 @@ def test_budget_minutes_must_be_finite(tmp_path, capsys, value):
                "--budget-minutes", value])
     err = capsys.readouterr().err
     assert rc == 1 and "--budget-minutes must be a finite number" in err
+
+
+def test_run_folder_from_a_name_stays_in_runs():
+    cfg = load_config(CI)
+    assert cfg.run_dir == Path("runs") / "ci"
+    with pytest.raises(errors.OutputError, match="leaves its folder"):
+        _ = dataclasses.replace(cfg, name="../../tmp/x").run_dir

@@ -141,12 +141,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
             raise OutputError(f"cannot write {path}: {e.strerror}") from None
         raise
-    try:
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
+    os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # after writing: a read-only mode must not stop the writer
         _fsync(tmp)
         os.replace(tmp, path)
     finally:

@@ -510,3 +510,10 @@ def test_paths_built_from_names_stay_inside(tmp_path):
     for bad in ("../x", "/etc", "a/../../x", "", "."):
         with pytest.raises(OutputError, match="leaves its folder"):
             child(tmp_path, bad)
+
+
+def test_replacing_a_read_only_file_keeps_it_read_only(tmp_path):
+    p = write_atomic(tmp_path / "ro.json", "1")
+    p.chmod(0o444)
+    write_atomic(p, "2")
+    assert p.read_text() == "2" and _mode(p) == 0o444

@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SIM    ?= verilator
-IMAGES ?= 4
-MODEL  ?= cifar10
+# Empty: dietsnn sim's defaults (dietsnn.sim.accel_runner: cifar10, 4 images; $SIM or verilator).
+SIM    ?=
+IMAGES ?=
+MODEL  ?=
+WAVES  ?=
 
 .PHONY: install sim test lint bench clean
 
@@ -20,7 +22,8 @@ $(STAMP): pyproject.toml requirements.txt constraints.txt
 	touch $(STAMP)
 
 sim: install
-	$(VENV)/bin/dietsnn sim --model $(MODEL) --images $(IMAGES) --simulator $(SIM)
+	$(VENV)/bin/dietsnn sim $(if $(MODEL),--model $(MODEL)) $(if $(IMAGES),--images $(IMAGES)) \
+	  $(if $(SIM),--simulator $(SIM)) $(if $(filter 1 yes true on,$(WAVES)),--waves)
 
 test: install
 	$(PY) -m pytest -q -ra

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -123,26 +124,43 @@ def targets() -> dict[str, tuple[Callable[[argparse.ArgumentParser], None] | Non
     return found
 
 
+def _defaults() -> tuple[str, int]:
+    """The model and image count ``dietsnn sim`` and ``make sim`` default to (defined once, in
+    ``dietsnn.sim.accel_runner``; the Makefile passes only what is set)."""
+    try:
+        from .accel_runner import DEFAULT_IMAGES, DEFAULT_MODEL
+    except ImportError:
+        return "tiny", 2
+    return DEFAULT_MODEL, DEFAULT_IMAGES
+
+
 def register(sub: Any) -> None:
     tg = targets()
+    model, images = _defaults()
     p = sub.add_parser(
         "sim", help="check the RTL against the golden model in a cocotb simulation",
         description="Generate the RTL, simulate it with cocotb on CIFAR-10 test images and "
                     "compare every bit with the golden model. Exits 1 on any mismatch.")
     p.add_argument("--target", choices=list(tg), default=next(iter(tg)),
                    help=f"what to simulate (default {next(iter(tg))})")
-    p.add_argument("--model", default="tiny",
-                   help="model file, shipped name or random:ARCH[:SEED] (default tiny)")
-    p.add_argument("--images", type=int, default=2, help="CIFAR-10 test images (default 2)")
-    p.add_argument("--start", type=int, default=0, help="index of the first test image")
+    p.add_argument("--model", default=model,
+                   help=f"model file, shipped name or random:ARCH[:SEED] (default {model})")
+    p.add_argument("--images", type=int, default=images,
+                   help=f"CIFAR-10 test images, spread over the set (default {images})")
+    p.add_argument("--start", type=int, default=0,
+                   help="offset of the spread selection (accel) / first test image (neuron)")
     p.add_argument("--simulator", choices=("verilator", "icarus"), default=None,
                    help="default: $SIM or verilator")
-    p.add_argument("--lanes", type=int, default=16, help="parallel lanes (default 16)")
+    p.add_argument("--lanes", type=int, default=None,
+                   help="parallel lanes, a power of two in 4..64 (default: accel 32 for "
+                        "cifar10-sized models, else 16; neuron 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of stalls and random stimulus")
     p.add_argument("--no-stalls", action="store_true",
                    help="no random idle cycles or back-pressure")
-    p.add_argument("--waves", action="store_true", help="write an FST waveform (or WAVES=1)")
-    p.add_argument("--build-dir", type=Path, default=None, help="simulator build folder")
+    p.add_argument("--waves", action="store_true",
+                   help="write a waveform (FST; VCD where Verilator cannot write FST)")
+    p.add_argument("--build-dir", type=Path, default=None,
+                   help="simulator build folder (default build/sim/<model>-L<lanes>-<sim>)")
     p.add_argument("--data", default=None, help="CIFAR-10 location (default: see dietsnn.data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     for add, _ in tg.values():
@@ -156,25 +174,36 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.simulator is None:
         args.simulator = default_simulator()
     args.stalls = not args.no_stalls
+    if args.target == "neuron" and args.lanes is None:
+        args.lanes = 16
+    if os.environ.get("WAVES", "").lower() in ("1", "true", "yes", "on"):
+        args.waves = True
+    json_out = args.json
+    args.json = None              # the accel runner takes a path here; this flag prints
     _, run = targets()[args.target]
     res = run(args)
-    if args.json:
+    if json_out:
         print(json.dumps({k: v for k, v in res.items() if k != "details"}, default=str))
     else:
         _print_table(args.target, res)
-    return 1 if res.get("mismatches", 1) else 0
+    return 1 if res.get("mismatches", 1) or res.get("failed") else 0
 
 
 def _print_table(target: str, res: dict[str, Any]) -> None:
     rows = [("target", target), ("simulator", res.get("simulator")),
             ("model", res.get("model")), ("images", res.get("images"))]
-    for key in ("updates", "mismatches", "correct", "cycles", "cycles_per_image", "cycles_per_s",
-                "updates_per_s", "images_per_s", "simulated_time_us",
-                "accuracy", "build_seconds", "sim_seconds"):
+    for key in ("lanes", "updates", "mismatches", "correct", "accuracy", "cycles",
+                "cycles_per_image", "front_cycles", "back_mean", "interval_mean",
+                "cycle_model_errors", "cycles_per_s", "updates_per_s", "images_per_s",
+                "simulated_time_us", "wall_s", "build_seconds", "sim_seconds", "build_dir",
+                "waves"):
         if key in res:
             rows.append((key, res[key]))
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
-    for d in res.get("details", [])[:20]:
-        print(d, file=sys.stderr)
+    for name, t in res.get("tests", {}).items():
+        print(f"{'test ' + name:<{w}}  {'passed' if t['passed'] else 'FAILED'}")
+    for e in [*res.get("details", []), *res.get("errors", [])][:20] if target == "neuron" \
+            else res.get("errors", [])[:20]:
+        print(e, file=sys.stderr)

@@ -1,109 +1,205 @@
-"""Benchmark: the whole accelerator on CIFAR-10 test images in a simulator (not CI).
+"""Benchmark: the whole accelerator (v2) on CIFAR-10 test images in a simulator (not CI).
 
-Streams ``--images`` test images (spread evenly over the class-sorted test set) through the
-generated accelerator, compares every class, logit and spike counter with the golden model,
-and reports accuracy, cycles per image next to the cycle model and the lower bound, and
-simulation speed. ``--harness cpp`` (default) runs Verilator with a plain C++ driver
-(:mod:`dietsnn.sim.accel_verilator`, images back to back); ``--harness cocotb`` runs the
-cocotb testbench (random stalls, Verilator or Icarus). One JSON object (``--json``) or a table.
+Streams ``--images`` test images (spread over the class-sorted test set with
+:func:`dietsnn.selection.select_images`, from ``--start``; or ``--indices``) through the
+generated accelerator and compares every class, logit and spike counter with the golden model
+and both cycle counters (front, back) with the cycle model (:func:`dietsnn.hw.accel.image_cycles`,
+which must agree exactly). Reports accuracy, the mean front, back and interval cycles
+(``interval = max(front, back) + 1``, the clocks per image of a back-to-back stream), the
+interval measured between consecutive results, the lower bound, and the simulation speed.
 
-    .venv/bin/python bench/accel_sim.py --model cifar10 --images 100 --lanes 64 --json
+``--harness cpp`` (default) runs Verilator with a plain C++ driver
+(:mod:`dietsnn.sim.accel_verilator`: beats back to back, results taken at once);
+``--harness cocotb`` runs the cocotb testbench (random stalls, spike maps checked, Verilator or
+Icarus). One JSON object (``--json``) or a table; ``--out`` also writes the JSON (atomically).
+
+    .venv/bin/python bench/accel_sim.py --model cifar10 --lanes 32 --images 500 --json \\
+        --out docs/figures/accel_sim_cifar10.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
-from dietsnn import golden
 from dietsnn.data import load_cifar10
+from dietsnn.errors import CLIError, DietsnnError
+from dietsnn.fileio import write_atomic
 from dietsnn.hw.accel import generate
-from dietsnn.hw.accel.cycles import cycle_bound, cycles_per_image
-from dietsnn.sim.accel_runner import pick_model, run_accel_sim, select_images
-from dietsnn.sim.accel_verilator import build_fast, check, params_of, run_fast
+from dietsnn.selection import select_images, selection_record
+from dietsnn.sim.accel_model import beats_of, expected
+from dietsnn.sim.accel_runner import (
+    ROOT,
+    check_images,
+    check_lanes,
+    default_lanes,
+    folder_name,
+    pick_model,
+    run_accel_sim,
+    write_if_changed,
+)
+from dietsnn.sim.accel_verilator import build_fast, check, params_of, print_progress, run_fast
 
 
-def run_cpp(model, q, ref, lanes: int, build_dir: str | None) -> dict:
-    """Verilator with the C++ driver: results in :func:`run_accel_sim`'s form."""
-    import tempfile
-    import time
-    from pathlib import Path
-    tag = f"dietsnn-accel-fast-{model.name}-L{lanes}"
-    bdir = Path(build_dir or Path(tempfile.gettempdir()) / tag)
-    paths = generate(model, lanes=lanes, out_dir=bdir)
+def run_cpp(model, q: np.ndarray, idx: np.ndarray, lanes: int, build_dir: str | None,
+            progress: bool) -> dict:
+    """Verilator with the C++ driver on quantised images ``q``."""
+    bdir = Path(build_dir) if build_dir else \
+        ROOT / "build" / "sim" / (folder_name(model, lanes, "verilator") + "-cpp")
+    with tempfile.TemporaryDirectory() as tmp:        # rewrite only what changed
+        paths = generate(model, lanes=lanes, out_dir=tmp)
+        verilog = write_if_changed(bdir / paths["verilog"].name, paths["verilog"].read_text())
+        write_if_changed(bdir / "params.json", paths["params"].read_text())
     params = params_of(bdir)
     t0 = time.perf_counter()
-    exe = build_fast(paths["verilog"], params, bdir)
+    exe = build_fast(verilog, params, bdir)
     build_s = time.perf_counter() - t0
-    out = run_fast(exe, params, q, bdir)
-    errors = check(out["results"], ref, params["counters"])
-    pred = np.array([r["cls"] for r in out["results"]])
-    cycles = sum(r["period_cycles"] for r in out["results"])
-    return {"simulator": "verilator (C++ driver)", "images": len(out["results"]),
-            "mismatches": len(errors) + len(q) - len(out["results"]), "errors": errors,
-            "pred": pred, "compute_cycles": [r["compute_cycles"] for r in out["results"]],
-            "wall_s": out["wall_s"], "build_s": build_s,
-            "images_per_s": len(q) / out["wall_s"], "simulated_time_us": cycles * 0.01}
+    t0 = time.perf_counter()
+    exp = expected(model, q, params, maps=False)
+    golden_s = time.perf_counter() - t0
+    worst = int(max(exp["front_cycles"].max(), exp["back_cycles"].max())) + params["beats"]
+    out = run_fast(exe, params, beats_of(params, q), bdir / "run",
+                   max_cycles=2 * worst * (len(q) + 2) + 10_000,
+                   progress=print_progress(len(q)) if progress else None)
+    res = out["results"]
+    errors, cyc_errors, match = check(res, exp, params, idx)
+    rise = np.array([r["rise"] for r in res], np.int64)
+    return {"simulator": "verilator (C++ driver)", "results": res, "match": match,
+            "errors": errors + cyc_errors + out["stderr"] * (out["returncode"] != 0),
+            "mismatches": (len(match) - sum(match)) + (len(q) - len(res)),
+            "cycle_model_errors": sum(bool(r["front_cycles"] != exp["front_cycles"][i] or
+                                           r["back_cycles"] != exp["back_cycles"][i])
+                                      for i, r in enumerate(res)),
+            "measured_intervals": np.diff(rise),
+            "front_intervals": np.diff(np.array(out["front_done"], np.int64)),
+            "status": out["status"],
+            "sim_cycles": out["cycles"], "wall_s": out["wall_s"], "build_s": build_s,
+            "bound": exp["bound"][:len(res)], "golden_s": golden_s, "build_dir": str(bdir)}
+
+
+def s_params(summary: dict) -> dict:
+    """``params.json`` of a cocotb run's build folder."""
+    return json.loads((Path(summary["build_dir"]) / "rtl" / "params.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="cifar10")
     ap.add_argument("--images", type=int, default=100)
-    ap.add_argument("--lanes", type=int, default=64)
+    ap.add_argument("--start", type=int, default=0, help="offset of the spread selection")
+    ap.add_argument("--indices", default=None,
+                    help="comma-separated test-set indices instead of --images/--start")
+    ap.add_argument("--lanes", type=int, default=None,
+                    help="default 32 for cifar10-sized models, else 16")
     ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
     ap.add_argument("--harness", default="cpp", choices=("cpp", "cocotb"))
     ap.add_argument("--build-dir", default=None)
-    ap.add_argument("--no-stalls", action="store_true", help="no random idle/back-pressure")
+    ap.add_argument("--no-stalls", action="store_true", help="cocotb: no idle/back-pressure")
+    ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--out", default=None, help="also write the JSON here (atomically)")
     a = ap.parse_args(argv)
+    try:
+        return _main(a, ap)
+    except DietsnnError as e:
+        print(f"accel_sim: {e}", file=sys.stderr)
+        return 1
+
+
+def _main(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     model = pick_model(a.model)
-    ds = load_cifar10(split="test")
-    idx = select_images(len(ds.labels), a.images)
+    lanes = check_lanes(a.lanes or default_lanes(model))
+    ds = load_cifar10(split="test", progress=False)
+    total = len(ds.labels)
+    if a.indices:
+        try:
+            idx = np.array([int(v) for v in a.indices.split(",")], np.int64)
+        except ValueError:
+            raise CLIError(f"--indices: not a list of integers: {a.indices!r}") from None
+        if idx.min() < 0 or idx.max() >= total:
+            raise CLIError(f"--indices must be in 0..{total - 1}")
+        sel = selection_record(idx, split="test", total=total, labels=ds.labels[idx])
+        sel.update(mode="explicit", rule="explicit indices")
+        sel.pop("start", None)
+    else:
+        check_images(a.images, total)
+        idx = select_images(ds.labels, a.images, start=a.start)
+        sel = selection_record(idx, split="test", total=total, start=a.start,
+                               labels=ds.labels[idx], dataset=getattr(ds, "source", None))
     q = model.input.quantize(ds.images[idx])
-    ref = golden.run(model, q, record={"spikes"})
+    labels = ds.labels[idx]
     if a.harness == "cpp":
         if a.simulator != "verilator":
             ap.error("--harness cpp needs --simulator verilator")
-        res = run_cpp(model, q, ref, a.lanes, a.build_dir)
-        res["correct"] = int((res["pred"] == ds.labels[idx]).sum())
-        res["accuracy"] = res["correct"] / len(idx)
+        r = run_cpp(model, q, idx, lanes, a.build_dir, not a.no_progress)
+        res = r["results"]
+        pred = np.array([x["cls"] for x in res], np.int64)
+        fc = np.array([x["front_cycles"] for x in res], np.int64)
+        bc = np.array([x["back_cycles"] for x in res], np.int64)
+        meas = r["measured_intervals"]
+        bound = r["bound"]
+        fi = r["front_intervals"]
+        extra = {"measured_result_interval_mean": float(meas.mean()) if len(meas) else None,
+                 "measured_result_interval_min_max": [int(meas.min()), int(meas.max())]
+                 if len(meas) else None,
+                 "measured_front_interval_mean": float(fi.mean()) if len(fi) else None,
+                 "status": r["status"], "sim_cycles": r["sim_cycles"],
+                 "sim_mcycles_per_s": round(r["sim_cycles"] / r["wall_s"] / 1e6, 3),
+                 "golden_s": round(r["golden_s"], 2), "build_dir": r["build_dir"]}
+        n_res, wall, build_s = len(res), r["wall_s"], r["build_s"]
+        mism, cme, errors, simulator = (r["mismatches"], r["cycle_model_errors"],
+                                        r["errors"], r["simulator"])
     else:
-        res = run_accel_sim(dict(model=model, images=a.images, simulator=a.simulator,
-                                 lanes=a.lanes, build_dir=a.build_dir,
-                                 stalls=not a.no_stalls))
-    pred = cycles_per_image(model, ref, lanes=a.lanes)
-    bound = cycle_bound(model, ref, lanes=a.lanes)
-    measured = np.array(res["compute_cycles"], np.int64) + model.input.shape[0] * \
-        model.input.shape[1] * model.input.shape[2] + 1
+        s = run_accel_sim(dict(model=model, indices=idx.tolist(), simulator=a.simulator,
+                               lanes=lanes, build_dir=a.build_dir, stalls=not a.no_stalls,
+                               tests="stream_images", progress=not a.no_progress))
+        stream = [d for d in s["details"] if d["test"] == "stream_images"]
+        pred = np.array([d["cls"] for d in stream], np.int64)
+        fc = np.array([d["front_cycles"] for d in stream], np.int64)
+        bc = np.array([d["back_cycles"] for d in stream], np.int64)
+        bound = expected(model, q[:len(stream)], s_params(s), maps=False)["bound"]
+        extra = {"spike_maps_checked": True, "build_dir": s["build_dir"]}
+        n_res, wall, build_s = len(stream), s["wall_s"], s["build_s"]
+        mism, cme, errors, simulator = (s["mismatches"], s["cycle_model_errors"],
+                                        s["errors"], s["simulator"])
+    interval = np.maximum(fc, bc) + 1
+    correct = int((pred == labels[:n_res]).sum())
+    cmd = "python bench/accel_sim.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
     out = {
-        "model": model.name, "kind": model.kind, "simulator": res["simulator"],
-        "harness": a.harness,
-        "lanes": a.lanes, "images": res["images"], "mismatches": res["mismatches"],
-        "correct": res["correct"], "accuracy": res["accuracy"],
-        "cycles_per_image": float(measured.mean()),
-        "cycles_per_image_min_max": [int(measured.min()), int(measured.max())],
-        "cycle_model_per_image": float(pred.mean()),
-        "cycle_model_max_rel_error": float(np.abs(pred - measured).max() / measured.min()),
-        "lower_bound_per_image": float(bound.mean()),
-        "ratio_to_bound": float((measured / bound).mean()),
-        "sim_images_per_s": res["images_per_s"], "sim_wall_s": res["wall_s"],
-        "build_s": res["build_s"], "simulated_time_us": res["simulated_time_us"],
-        "errors": res["errors"][:5],
+        "model": model.name, "harness": a.harness, "simulator": simulator, "lanes": lanes,
+        "images": n_res, "mismatches": mism, "correct": correct,
+        "accuracy": correct / n_res if n_res else 0.0,
+        "cycle_model_errors": cme,
+        "front_cycles": int(fc[0]) if n_res else None,
+        "back_mean": float(bc.mean()) if n_res else None,
+        "back_min_max": [int(bc.min()), int(bc.max())] if n_res else None,
+        "interval_mean": float(interval.mean()) if n_res else None,
+        "lower_bound_mean": float(bound.mean()) if n_res else None,
+        "ratio_to_bound": float((interval / bound).mean()) if n_res else None,
+        **{k: v for k, v in extra.items() if k != "build_dir"},
+        "sim_wall_s": round(wall, 2), "sim_images_per_s": round(n_res / wall, 3) if wall else 0,
+        "build_s": round(build_s, 1), "errors": errors[:5],
+        "selection": sel, "command": cmd, "cpus": os.cpu_count(),
+        "build_dir": extra["build_dir"],
     }
     text = json.dumps(out, indent=1)
     if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+        write_atomic(a.out, text + "\n")
     if a.json:
         print(text)
     else:
         for k, v in out.items():
-            print(f"{k:28s} {v}")
-    return 0 if out["mismatches"] == 0 else 1
+            if k not in ("selection", "errors"):
+                print(f"{k:28s} {v}")
+        for e in errors[:5]:
+            print(e, file=sys.stderr)
+    return 0 if mism == 0 and cme == 0 and n_res == len(idx) else 1
 
 
 if __name__ == "__main__":

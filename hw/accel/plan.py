@@ -1,29 +1,36 @@
 """The accelerator's plan: how a model maps onto the datapath (pure Python, no Amaranth).
 
-:func:`make_plan` turns a :class:`~dietsnn.model.Model` and ``lanes`` into an
-:class:`AccelPlan`: one :class:`Stage` per weight layer (a following pool is folded into the
-stage that produces the spikes), the widths of every memory, the packed weight rows and the
-list of debug spike counters. The RTL (:mod:`.core`), the cycle model (:mod:`.cycles`), the
-testbench (through ``params.json``) and the docs all read this one plan.
+:func:`make_plan` turns a :class:`~dietsnn.model.Model` and ``lanes`` (``L``) into an
+:class:`AccelPlan`. The RTL (:mod:`.core` and its units), the cycle model (:mod:`.cycles`),
+the testbenches (through ``params.json``) and the docs all read this one plan.
 
-Memories (``L`` = lanes)
-    ``wmem`` weight rows, ``L`` x ``weight_bits`` per row; lane ``l`` of a row belongs to
-    output channel ``g*L + l`` of output group ``g``.
+Units and the stages they run
+    * **front** (:class:`FrontStage`): the first layer, a 3x3 conv on the image, ``L``
+      multiply-accumulates per clock, its LIF (a :class:`~dietsnn.hw.neuron.NeuronArray`)
+      run over ``T`` steps of the same current; an optional 2x2 OR pool.
+    * **engine** (:class:`EventStage`, ``kind`` ``"conv"`` or ``"linear"``): every hidden
+      layer after the first, event-driven: one input spike per clock updates ``9 x L``
+      window accumulators (all kernel positions of ``L`` output channels), a three-row line
+      buffer collects the partial currents, the final row goes through the LIF pipeline.
+      A linear layer is a 1x1 map whose "channels" are the input map's words x ``L`` bits.
+    * **output** (:class:`OutStage`): the linear output layer (no LIF, sum over all ``T``
+      steps) and the argmax.
 
-    * conv stage (dense or event-driven): row ``wbase + g*(C_in*9) + c*9 + ky*3 + kx``
-      holds ``W[g*L + l, c, ky, kx]``.
-    * linear stage: the input index ``i = (c*H + y)*W + x`` of the flattened ``[C, H, W]``
-      map is permuted to the order the scanner finds spikes in: map word
-      ``j = (c // L)*H*W + y*W + x`` and bit ``b = c % L``, row
-      ``wbase + g*(J*L) + j*L + b`` with ``J`` the map words per time step.
+Spike maps (``L``-bit words, bit ``b`` of word ``((t*H + y)*W + x)*G + g`` is channel
+``g*L + b`` at step ``t``, pixel ``(y, x)``) live in ``M0``/``M1`` (the front's output,
+double-buffered so the front can run one image ahead) and ``P0``/``P1`` (ping-pong between
+engine stages).
 
-    ``vmem`` the membrane/current buffer, ``L`` x ``vbits`` per row, row ``g*H*W + y*W + x``
-    for output neuron ``(g*L + l, y, x)``. It holds ``V = U' + sum of the currents so far``
-    where ``U'`` is the leaked membrane, so one buffer serves as membrane and current.
-
-    ``smap`` the spike maps, one ``L``-bit word per (time step, channel group, pixel): map word
-    ``t*J + (c // L)*H*W + y*W + x``, bit ``c % L``. Two halves (ping-pong): stage ``s``
-    writes half ``s % 2`` and stage ``s + 1`` reads it.
+Weights
+    * front ROM ``wfront``: row ``g*C_in*9 + c*9 + ky*3 + kx`` holds ``W[g*L + l, c, ky, kx]``
+      in lane ``l`` (``L x weight_bits`` bits).
+    * engine ROM ``wmem``: one row = 9 taps x ``L`` lanes. conv stage: row
+      ``wbase + g*C_in + c``, tap ``ky*3 + kx``, lane ``l`` = ``W[g*L + l, c, ky, kx]``.
+      linear stage: input word ``j`` (``J = H*W*G_in`` words per step), bit ``b`` is the
+      virtual channel ``v = j*L + b``; it sits in row ``wbase + g*J*R + j*R + b // 9``, tap
+      slot ``b % 9`` (``R = ceil(L / 9)`` rows per word).
+    * output ROM ``wout``: row ``j*L + b`` holds ``W[k, i(j, b)]`` for every class ``k``
+      (``K x weight_bits`` bits).
 """
 
 from __future__ import annotations
@@ -33,81 +40,135 @@ from typing import Any
 
 import numpy as np
 
-from ...model import Layer, Model, signed_bits
+from ...errors import InputError
+from ...model import Layer, Model
+
+#: Supported lane counts (output channels per event and clock).
+LANES = (4, 8, 16, 32, 64)
+#: The design point used when none is given (``dietsnn estimate``, ``sim``, ``rtl``).
+DEFAULT_LANES = 32
+#: Supported AXI4-Stream ``tdata`` widths of the image input.
+DATA_BITS = (32, 64)
+#: Width of a result beat (class, then one logit per beat).
+OUT_DATA_BITS = 32
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """The model cannot be mapped onto the accelerator (the message says why)."""
 
 
-def _ceil_div(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _bits(n: int) -> int:
+def ubits(n: int) -> int:
     """Unsigned width holding ``0..n`` (at least 1)."""
     return max(1, int(n).bit_length())
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One weight layer of the network as the accelerator runs it.
+class FrontStage:
+    """The first layer (3x3 conv on the image), run by the front unit.
 
     Members
     -------
-    kind : ``"dense"`` (first layer: multiply-accumulate on the image), ``"conv"`` or
-        ``"linear"`` (event-driven, hidden LIF) or ``"out"`` (event-driven output layer).
-    name, pool : the layer name and the name of the pool folded into it (or ``""``).
-    c_in, h_in, w_in : the input map (the image for ``dense``).
-    g_in, words_in : input channel groups ``ceil(C_in / L)`` and map words per time step.
-    c_out, g_out, h, w : output neurons; ``h = w = 1`` for linear stages.
-    ho, wo, words_out : the written spike map (pooled or not) and its words per time step.
-    wbase, wstride : first weight row and rows per output group.
-    threshold, leak_shift, membrane_bits : LIF parameters (0 for the output stage).
-    count, pool_count : indices of the debug spike counters (-1: none).
-    fold : 2 when a conv layer has ``C_out <= L/2``, so that it still uses every lane: in
-        the dense stage (only when a pool follows) the two lane halves take the two pixels of
-        a block row; in an event-driven stage they take two kernel positions of an event,
-        each half accumulating into its own bank of ``vmem`` (the LIF pass adds the two).
-        Else 1.
+    name, pool : layer name and the name of the pool folded into it (``""``: none).
+    c_in, h, w : the image. c_out, g : output channels and groups ``ceil(c_out / L)``.
+    ho, wo : the written map (pooled or not). taps : ``c_in * 9`` (one per clock).
+    threshold, leak_shift, membrane_bits, current_bits : the LIF layer.
+    count, pool_count : debug counter indices (-1: none). dst : the map written (``"M"``).
+    """
+
+    name: str
+    pool: str
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    g: int
+    ho: int
+    wo: int
+    taps: int
+    threshold: int
+    leak_shift: int
+    membrane_bits: int
+    current_bits: int
+    count: int
+    pool_count: int
+
+    @property
+    def map_words(self) -> int:
+        return self.ho * self.wo * self.g
+
+
+@dataclass(frozen=True)
+class EventStage:
+    """A hidden layer after the first, run by the event-driven engine.
+
+    Members
+    -------
+    kind : ``"conv"`` (3x3) or ``"linear"`` (a 1x1 map; ``g_in`` is then the input map's words
+        per step ``J`` and the channels are virtual, ``v = j*L + b``).
+    name, pool : layer name and folded pool name.
+    c_in, g_in : input channels (conv) or ``J * L`` virtual channels (linear), and input words
+        per position (``ceil(C_in / L)``; ``J`` for linear).
+    h, w : the map the engine walks (input = output size; 1, 1 for linear).
+    c_out, g : output neurons per position and their groups of ``L``.
+    ho, wo : the written map (pooled or not).
+    wbase, wrows : first row and rows of ``wmem``.
+    threshold, leak_shift, membrane_bits : the LIF layer. src, dst : maps read and written.
+    count, pool_count : debug counter indices.
     """
 
     kind: str
     name: str
     pool: str
     c_in: int
-    h_in: int
-    w_in: int
     g_in: int
-    words_in: int
-    c_out: int
-    g_out: int
     h: int
     w: int
+    c_out: int
+    g: int
     ho: int
     wo: int
-    words_out: int
     wbase: int
-    wstride: int
+    wrows: int
     threshold: int
     leak_shift: int
     membrane_bits: int
+    src: str
+    dst: str
     count: int
     pool_count: int
-    fold: int = 1
 
     @property
-    def pooled(self) -> bool:
-        return bool(self.pool)
+    def map_words(self) -> int:
+        return self.ho * self.wo * self.g
 
     @property
-    def conv(self) -> bool:
-        return self.kind in ("dense", "conv")
+    def in_words(self) -> int:
+        """Input map words per time step."""
+        return self.h * self.w * self.g_in
 
     @property
-    def vrows(self) -> int:
-        """Rows of ``vmem`` the stage uses."""
-        return self.g_out * self.h * self.w
+    def neurons_per_lane(self) -> int:
+        return self.h * self.w * self.g
+
+
+@dataclass(frozen=True)
+class OutStage:
+    """The linear output layer: ``classes`` accumulators, every input word of all steps.
+
+    Members
+    -------
+    name, classes, in_words (``J``, input words per step), src, wrows (``J * L``).
+    """
+
+    name: str
+    classes: int
+    in_words: int
+    src: str
+    wrows: int
 
 
 @dataclass
@@ -116,60 +177,93 @@ class AccelPlan:
 
     Members
     -------
-    lanes : ``L``, output channels updated per clock.
-    timesteps : ``T``.
-    stages : the weight layers in order.
-    in_shape, in_bits : the image ``[C, H, W]`` and the signed width of a pixel.
-    weight_bits, vbits, acc_bits : widths of a weight, a ``vmem`` lane and the dense
-        accumulator.
-    wrows, vrows, map_words : depths of ``wmem``, ``vmem`` and one half of ``smap``.
-    classes, out_bits : output classes and the width of a logit.
-    counters : names of the debug spike counters (golden ``Result.spike_counts`` keys).
-    count_bits : width of a spike counter.
+    lanes : ``L``. timesteps : ``T``. in_shape, in_bits : the image and its pixel width.
+    data_bits, pix_bits, pix_per_beat : AXI4-Stream input width, bits per pixel lane (8 or
+        16) and pixels per beat (``data_bits // pix_bits``). beats : beats per image.
+    front, stages, out : the units' work.
+    weight_bits : width of every stored weight (the largest layer's).
+    cur_bits : width of the engine's window, line buffer and LIF current (largest current
+        of an event stage). mem_bits : ``B`` of the LIF membrane store (largest of them).
+    linebuf_depth : entries per line-buffer row (``max W*G``). umem_depth : membrane
+        store rows (``max H*W*G``). map_depth : words of each map (``M``, ``P0``, ``P1``).
+    wrows : rows of ``wmem``. classes, out_bits : output classes and logit width.
+    counters, count_bits : debug spike counters (golden ``Result.spike_counts`` names).
+    rows_per_word : ``R = ceil(L / 9)`` (linear stages).
     """
 
     lanes: int
     timesteps: int
-    stages: list[Stage]
     in_shape: tuple[int, int, int]
     in_bits: int
+    data_bits: int
+    pix_bits: int
+    front: FrontStage
+    stages: list[EventStage]
+    out: OutStage
     weight_bits: int
-    vbits: int
-    acc_bits: int
+    cur_bits: int
+    mem_bits: int
+    linebuf_depth: int
+    umem_depth: int
+    map_depth: dict[str, int]
     wrows: int
-    vrows: int
-    map_words: int
     classes: int
     out_bits: int
     counters: list[str]
     count_bits: int
     model_name: str = ""
-    weight_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64),
+    front_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64),
+                                   repr=False)
+    engine_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 9, 0), np.int64),
                                     repr=False)
+    out_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64),
+                                 repr=False)
+
+    @property
+    def rows_per_word(self) -> int:
+        return ceil_div(self.lanes, 9)
 
     @property
     def pixels(self) -> int:
         c, h, w = self.in_shape
         return c * h * w
 
+    @property
+    def pix_per_beat(self) -> int:
+        return self.data_bits // self.pix_bits
+
+    @property
+    def beats(self) -> int:
+        return ceil_div(self.pixels, self.pix_per_beat)
+
     def to_json(self) -> dict[str, Any]:
         """Everything but the weights, as plain JSON (the body of ``params.json``)."""
         return {
             "model": self.model_name, "lanes": self.lanes, "timesteps": self.timesteps,
             "in_shape": list(self.in_shape), "in_bits": self.in_bits,
-            "weight_bits": self.weight_bits, "vbits": self.vbits, "acc_bits": self.acc_bits,
-            "wrows": self.wrows, "vrows": self.vrows, "map_words": self.map_words,
+            "data_bits": self.data_bits, "pix_bits": self.pix_bits,
+            "pix_per_beat": self.pix_per_beat, "beats": self.beats, "pixels": self.pixels,
+            "weight_bits": self.weight_bits, "cur_bits": self.cur_bits,
+            "mem_bits": self.mem_bits, "linebuf_depth": self.linebuf_depth,
+            "umem_depth": self.umem_depth, "map_depth": self.map_depth, "wrows": self.wrows,
             "classes": self.classes, "out_bits": self.out_bits, "counters": self.counters,
-            "count_bits": self.count_bits, "pixels": self.pixels,
-            "stages": [asdict(s) for s in self.stages],
+            "count_bits": self.count_bits, "rows_per_word": self.rows_per_word,
+            "front": asdict(self.front), "stages": [asdict(s) for s in self.stages],
+            "out": asdict(self.out),
         }
 
 
 def check_lanes(lanes: Any) -> int:
-    if not (isinstance(lanes, int) and not isinstance(lanes, bool) and lanes > 0
-            and lanes & (lanes - 1) == 0):
-        raise ValueError(f"lanes must be a positive power of two, not {lanes!r}")
+    if isinstance(lanes, bool) or lanes not in LANES:
+        raise ValueError(f"lanes must be one of {', '.join(map(str, LANES))}, not {lanes!r}")
     return lanes
+
+
+def check_data_bits(data_bits: Any) -> int:
+    if isinstance(data_bits, bool) or data_bits not in DATA_BITS:
+        raise ValueError(f"data_bits must be one of {', '.join(map(str, DATA_BITS))}, "
+                         f"not {data_bits!r}")
+    return data_bits
 
 
 def _group_layers(model: Model) -> list[tuple[Layer, Layer | None]]:
@@ -184,100 +278,145 @@ def _group_layers(model: Model) -> list[tuple[Layer, Layer | None]]:
         else:
             out.append((layer, None))
     if out[0][0].type != "conv":
-        raise PlanError(f"{model.name}: the first layer must be a conv layer "
-                        f"(the dense input stage is a 3x3 convolution), not {out[0][0].type}")
+        raise PlanError(f"{model.name}: the first layer must be a 3x3 conv layer (the front "
+                        f"unit's input stage), not {out[0][0].type}")
+    if len(out) < 2:
+        raise PlanError(f"{model.name}: needs a linear output layer after the first layer")
     return out
 
 
-def make_plan(model: Model, lanes: int) -> AccelPlan:
+def _map_index(c_in: int, h: int, w: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the flattened input ``i = (c*H + y)*W + x``: its map word ``j`` within a step and
+    its bit ``b`` (``j = (y*W + x)*G + c // L``, ``b = c % L``)."""
+    g = ceil_div(c_in, lanes)
+    cc, yy, xx = np.meshgrid(np.arange(c_in), np.arange(h), np.arange(w), indexing="ij")
+    j = ((yy * w + xx) * g + cc // lanes).ravel()
+    b = (cc % lanes).ravel()
+    return j, b
+
+
+def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
     """Map ``model`` onto an accelerator with ``lanes`` lanes (see the module docstring)."""
-    lanes = check_lanes(lanes)
-    L = lanes
-    t_steps = model.timesteps
+    L = check_lanes(lanes)
+    data_bits = check_data_bits(data_bits)
+    T = model.timesteps
     groups = _group_layers(model)
-    stages: list[Stage] = []
+    if model.input.bits > 16:
+        raise PlanError(f"{model.name}: input bits must be at most 16, not {model.input.bits}")
+    pix_bits = 8 if model.input.bits <= 8 else 16
     counters: list[str] = []
-    rows: list[np.ndarray] = []
+
+    def counter(layer: Layer | None) -> int:
+        if layer is None:
+            return -1
+        counters.append(layer.name)
+        return len(counters) - 1
+
+    # ---- front --------------------------------------------------------------------------
+    first, fpool = groups[0]
+    c_in, h, w = model.input.shape
+    if h < 2 or w < 2:
+        raise PlanError(f"{model.name}: the image must be at least 2x2")
+    c_out = first.out_shape[0]
+    g1 = ceil_div(c_out, L)
+    wf = model.weights[first.name].astype(np.int64).reshape(c_out, c_in * 9)
+    front_rows = np.zeros((g1 * c_in * 9, L), np.int64)
+    for g in range(g1):
+        n = min(L, c_out - g * L)
+        front_rows[g * c_in * 9:(g + 1) * c_in * 9, :n] = wf[g * L:g * L + n].T
+    ho, wo = (h // 2, w // 2) if fpool is not None else (h, w)
+    front = FrontStage(
+        name=first.name, pool=fpool.name if fpool is not None else "", c_in=c_in, h=h, w=w,
+        c_out=c_out, g=g1, ho=ho, wo=wo, taps=c_in * 9, threshold=int(first.threshold),
+        leak_shift=int(first.leak_shift), membrane_bits=int(first.membrane_bits),
+        current_bits=model.current_bits(first), count=counter(first), pool_count=counter(fpool))
+    wbits = first.weight_bits
+    # the next layer's input map
+    c_in, h, w, src = c_out, ho, wo, "M"
+
+    # ---- engine stages ----------------------------------------------------------------------
+    stages: list[EventStage] = []
+    erows: list[np.ndarray] = []
     wbase = 0
-    c_in, h_in, w_in = model.input.shape
-    wbits = 0
-    for i, (layer, pool) in enumerate(groups):
-        w = model.weights[layer.name].astype(np.int64)
+    R = ceil_div(L, 9)
+    for k, (layer, pool) in enumerate(groups[1:-1]):
         wbits = max(wbits, layer.weight_bits)
-        g_in = _ceil_div(c_in, L)
-        words_in = g_in * h_in * w_in
+        wl = model.weights[layer.name].astype(np.int64)
         c_out = layer.out_shape[0]
-        g_out = _ceil_div(c_out, L)
-        narrow = L >= 2 and c_out <= L // 2 and layer.type == "conv"
-        fold = 2 if narrow and (i > 0 or pool is not None) else 1
+        g = ceil_div(c_out, L)
+        g_in = ceil_div(c_in, L)
+        dst = f"P{k % 2}"
         if layer.type == "conv":
-            h, wd = layer.out_shape[1:]
-            wstride = c_in * 9
-            blk = np.zeros((g_out * L, c_in * 9), np.int64)
-            for f in range(fold):  # columns ordered (c, ky, kx); a folded stage repeats them
-                off = f * (L // fold)
-                blk[off:off + c_out] = w.reshape(c_out, c_in * 9)
+            rows = np.zeros((g * c_in, 9, L), np.int64)
+            wr = wl.reshape(c_out, c_in, 9)
+            for gg in range(g):
+                n = min(L, c_out - gg * L)
+                rows[gg * c_in:(gg + 1) * c_in, :, :n] = wr[gg * L:gg * L + n].transpose(1, 2, 0)
+            eh, ew, ho, wo = h, w, (h // 2 if pool else h), (w // 2 if pool else w)
+            kind, ec_in, eg_in = "conv", c_in, g_in
         else:
-            h = wd = 1
-            wstride = words_in * L
-            blk = np.zeros((g_out * L, wstride), np.int64)
-            cc, yy, xx = np.meshgrid(np.arange(c_in), np.arange(h_in), np.arange(w_in),
-                                     indexing="ij")
-            src = ((cc * h_in + yy) * w_in + xx).ravel()
-            dst = (((cc // L) * h_in * w_in + yy * w_in + xx) * L + cc % L).ravel()
-            blk[:c_out, dst] = w[:, src]
-        # rows: for each group g, wstride rows of L lanes
-        rows.append(blk.reshape(g_out, L, wstride).transpose(0, 2, 1).reshape(-1, L))
-        kind = "dense" if i == 0 else ("out" if layer.output else layer.type)
-        if kind == "dense" and layer.type != "conv":
-            raise PlanError(f"{model.name}: the first layer must be conv")
-        count = pool_count = -1
-        if layer.is_lif:
-            count = len(counters)
-            counters.append(layer.name)
-        if pool is not None:
-            pool_count = len(counters)
-            counters.append(pool.name)
-        ho, wo = (h // 2, wd // 2) if pool is not None else (h, wd)
-        stages.append(Stage(
+            J = h * w * g_in
+            j, b = _map_index(c_in, h, w, L)
+            rows = np.zeros((g * J * R, 9, L), np.int64)
+            for gg in range(g):
+                n = min(L, c_out - gg * L)
+                r = gg * J * R + j * R + b // 9
+                rows[r, b % 9, :n] = wl[gg * L:gg * L + n, :].T
+            eh = ew = ho = wo = 1
+            kind, ec_in, eg_in = "linear", J * L, J
+        stages.append(EventStage(
             kind=kind, name=layer.name, pool=pool.name if pool is not None else "",
-            c_in=c_in, h_in=h_in, w_in=w_in, g_in=g_in, words_in=words_in,
-            c_out=c_out, g_out=g_out, h=h, w=wd, ho=ho, wo=wo, words_out=g_out * ho * wo,
-            wbase=wbase, wstride=wstride,
-            threshold=int(layer.threshold or 0), leak_shift=int(layer.leak_shift or 0),
-            membrane_bits=int(layer.membrane_bits or 0), count=count, pool_count=pool_count,
-            fold=fold))
-        wbase += g_out * wstride
-        c_in, h_in, w_in = (c_out, ho, wo) if layer.type == "conv" else (c_out, 1, 1)
-    first = model.layers[0]
-    if first.out_shape[1] < 2 or first.out_shape[2] < 2:
-        raise PlanError(f"{model.name}: the first conv layer needs an image of at least 2x2")
-    # V holds U' (|U'| <= 2^(B-1)) plus a partial sum of currents (|.| <= current bound)
-    vbits = signed_bits(model.timesteps * model.current_bound(model.output_layer))
-    for layer, _ in groups:
-        if layer.is_lif:
-            bound = 2 ** (layer.membrane_bits - 1) + model.current_bound(layer) + layer.threshold
-            vbits = max(vbits, signed_bits(bound))
-    max_neurons = max(layer.neurons for layer, _ in groups if layer.is_lif)
-    scatter = [s for s in stages if s.kind != "dense"]
+            c_in=ec_in, g_in=eg_in, h=eh, w=ew, c_out=c_out, g=g, ho=ho, wo=wo, wbase=wbase,
+            wrows=len(rows), threshold=int(layer.threshold), leak_shift=int(layer.leak_shift),
+            membrane_bits=int(layer.membrane_bits), src=src, dst=dst, count=counter(layer),
+            pool_count=counter(pool)))
+        erows.append(rows)
+        wbase += len(rows)
+        c_in, h, w, src = (c_out, ho, wo, dst) if layer.type == "conv" else (c_out, 1, 1, dst)
+
+    # ---- output stage -----------------------------------------------------------------------
+    olayer = groups[-1][0]
+    if not olayer.output or olayer.type != "linear":
+        raise PlanError(f"{model.name}: the last layer must be the linear output layer")
+    wbits = max(wbits, olayer.weight_bits)
+    K = olayer.out_shape[0]
+    J = h * w * ceil_div(c_in, L)
+    j, b = _map_index(c_in, h, w, L)
+    out_rows = np.zeros((J * L, K), np.int64)
+    out_rows[j * L + b, :] = model.weights[olayer.name].astype(np.int64).T
+    out = OutStage(name=olayer.name, classes=K, in_words=J, src=src, wrows=J * L)
+
+    # ---- widths and depths -------------------------------------------------------------------
+    ev_layers = [model.layer(s.name) for s in stages]
+    cur_bits = max([model.current_bits(x) for x in ev_layers], default=2)
+    mem_bits = max([s.membrane_bits for s in stages], default=2)
+    T_words = {"M": front.map_words * T, "P0": 0, "P1": 0}
+    for s in stages:
+        T_words[s.dst] = max(T_words[s.dst], s.map_words * T)
+    map_depth = {k: v for k, v in T_words.items() if v}
+    max_neurons = max([first.neurons] + [x.neurons for x in ev_layers])
+    engine_rows = (np.concatenate(erows, axis=0) if erows
+                   else np.zeros((0, 9, L), np.int64))
     return AccelPlan(
-        lanes=L, timesteps=t_steps, stages=stages, in_shape=tuple(model.input.shape),
-        in_bits=model.input.bits, weight_bits=wbits, vbits=vbits,
-        acc_bits=model.current_bits(first), wrows=wbase,
-        vrows=max(s.vrows for s in scatter), map_words=max(
-            t_steps * s.words_out for s in stages if s.kind != "out"),
-        classes=model.output_layer.out_shape[0], out_bits=model.output_bits(),
-        counters=counters, count_bits=_bits(t_steps * max_neurons), model_name=model.name,
-        weight_rows=np.concatenate(rows, axis=0))
+        lanes=L, timesteps=T, in_shape=tuple(model.input.shape), in_bits=model.input.bits,
+        data_bits=data_bits, pix_bits=pix_bits, front=front, stages=stages, out=out,
+        weight_bits=wbits, cur_bits=cur_bits, mem_bits=mem_bits,
+        linebuf_depth=max([s.w * s.g for s in stages], default=1),
+        umem_depth=max([s.neurons_per_lane for s in stages], default=1),
+        map_depth=map_depth, wrows=wbase, classes=K, out_bits=model.output_bits(),
+        counters=counters, count_bits=ubits(T * max_neurons), model_name=model.name,
+        front_rows=front_rows, engine_rows=engine_rows, out_rows=out_rows)
 
 
-def pack_rows(rows: np.ndarray, bits: int) -> list[int]:
-    """Pack ``[N, L]`` signed integers into ``N`` unsigned words, lane ``l`` at ``l*bits``."""
+def pack(values: np.ndarray, bits: int) -> list[int]:
+    """Pack each row of ``values`` (``[N, ...]`` signed integers, flattened in C order) into
+    one unsigned word, element ``e`` at bits ``[e*bits, (e+1)*bits)``."""
     mask = (1 << bits) - 1
+    flat = values.reshape(values.shape[0], -1).tolist()
     out = []
-    for r in rows.tolist():
+    for r in flat:
         v = 0
-        for lane, x in enumerate(r):
-            v |= (int(x) & mask) << (lane * bits)
+        for e, x in enumerate(r):
+            v |= (int(x) & mask) << (e * bits)
         out.append(v)
     return out

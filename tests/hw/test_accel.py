@@ -1,22 +1,25 @@
-"""The accelerator in Amaranth's simulator on small networks: bit-exact against the golden
-model (class, logits, every spike counter), the cycle model exact against the RTL's cycle
-counter, the loadable-weights stream, and the argument checks.
+"""The accelerator in Amaranth's simulator on small networks, against the golden model.
 
-The networks are small (8x8 or 6x6 images) so that every schedule corner runs in seconds:
-2x2 pooled and unpooled stages, several channel groups per layer, channel counts that are
-not a multiple of the lanes, hidden linear layers, and T long enough to stall the dense stage.
-The full-size check with cocotb (Icarus and Verilator) is in tests/sim/test_accel_sim.py.
+Every result (class and logits), every debug spike counter and every spike-map word written
+by the front and by each engine stage must equal the golden model's; the RTL's front and
+back cycle counters must equal the cycle model (:func:`dietsnn.hw.accel.image_cycles`).
+The networks are small (4x4 to 8x8 images) so that each corner runs in seconds: pooled and
+unpooled stages, several output and input channel groups, channel counts that are not a
+multiple of the lanes, hidden linear layers (after a conv, after a linear), no hidden layer
+at all, and T long enough that the front's LIF sets its pace. Also: random back-pressure and
+idle cycles on both streams, a reset in the middle of an image, short and long frames, and
+the argument checks. The full-size check with cocotb (Icarus and Verilator) is in
+tests/sim/test_accel_sim.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from accel_sim import check, simulate
 from dietsnn import golden
-from dietsnn.hw.accel import Accelerator, PlanError, generate, make_plan
-from dietsnn.hw.accel.cycles import compute_cycles, cycle_bound, cycles_per_image
-from dietsnn.hw.accel.loader import load_beats
+from dietsnn.hw.accel import Accelerator, PlanError, image_cycles, make_plan
+from dietsnn.hw.accel.cycles import cycles_per_image
 from dietsnn.model import InputSpec
 from dietsnn.topology import random_model
 
@@ -31,117 +34,76 @@ def _images(model, n: int, seed: int = 0) -> np.ndarray:
     return model.input.quantize(rng.integers(0, 256, (n, c, h, w), dtype=np.uint8))
 
 
-def simulate(dut: Accelerator, q: np.ndarray, beats=()) -> list[dict]:
-    """Stream ``q`` through ``dut`` (after the ``wload`` beats); one dict per image."""
-    p = dut.plan
-    out: list[dict] = []
-
-    async def bench(ctx):
-        for addr, value in beats:
-            ctx.set(dut.wload.valid, 1)
-            ctx.set(dut.wload.payload.addr, addr)
-            ctx.set(dut.wload.payload.data, value)
-            await ctx.tick().until(dut.wload.ready)
-        if beats:
-            ctx.set(dut.wload.valid, 0)
-        for img in q:
-            for v in img.ravel().tolist():
-                ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, v)
-                await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-            ctx.set(dut.o.ready, 1)
-            await ctx.tick().until(dut.o.valid)
-            ctx.set(dut.o.ready, 0)
-            out.append({
-                "cls": ctx.get(dut.o.payload.cls),
-                "logits": [ctx.get(dut.o.payload.logits[j]) for j in range(p.classes)],
-                "counts": [ctx.get(dut.debug.counts[j]) for j in range(len(p.counters))],
-                "cycles": ctx.get(dut.debug.cycles),
-            })
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return out
+def _run(arch, hw, t, lanes, n=2, **kw):
+    model = _model(arch, hw, t)
+    q = _images(model, n)
+    dut = Accelerator(model, lanes=lanes)
+    out = simulate(dut, q, **kw)
+    errs = check(model, dut, q, out)
+    ref = golden.run(model, q, record={"spikes"})
+    for i, r in enumerate(out["results"]):
+        c = image_cycles(model, ref, i, lanes=lanes)
+        if (r["front_cycles"], r["back_cycles"]) != (c.front, c.back):
+            errs.append(f"image {i}: cycles rtl {r['front_cycles']}/{r['back_cycles']} "
+                        f"model {c.front}/{c.back}")
+    return out, errs
 
 
 CASES = [
-    # arch, image size, T, lanes: what it exercises
-    ("4C-P-8C-P-10", 8, 3, 4),        # pooled stages, 2 output groups (dense not folded)
-    ("8C-8C-P-16C-P-10", 8, 4, 4),    # an unpooled conv -> conv stage, 2..4 groups
-    ("6C-P-10C-P-32L-10", 8, 3, 4),   # channels not a multiple of lanes, hidden linear
-    ("4C-4C-P-5", 6, 15, 8),          # T > 4*C_in: the dense stage must stall; 6x6 image
-    ("4C-P-8C-10", 6, 20, 8),         # folded dense stage (2 pixels at once), stalling
-    ("4C-P-8C-P-10", 8, 3, 16),       # folded dense and event-driven stages (two banks)
-    ("4C-P-4C-P-4C-5", 4, 3, 8),      # folded stages down to a 1x1 map
+    ("4C-8C-P-10", 6, 3, 4),            # unpooled front, pooled engine stage
+    ("4C-P-8C-10", 8, 3, 4),            # pooled front
+    ("6C-9C-P-5C-10", 6, 2, 4),         # 2 input and 3 output groups, odd channel counts
+    ("4C-8C-P-12L-10", 4, 3, 4),        # hidden linear after a conv
+    ("5C-20L-7L-10", 4, 4, 4),          # linear after linear, 2-word input positions
+    ("4C-10", 4, 2, 4),                 # no engine stage: the output reads the front's map
+    ("4C-8C-12C-P-10", 6, 6, 16),       # lanes > channels; T = 6: the LIF paces the front
 ]
 
 
 @pytest.mark.parametrize("arch,hw,t,lanes", CASES)
-def test_bit_exact_and_cycle_model_exact(arch, hw, t, lanes):
-    model = _model(arch, hw, t)
-    q = _images(model, 2 if hw < 8 else 1)
+def test_bit_exact_and_cycle_model(arch, hw, t, lanes):
+    out, errs = _run(arch, hw, t, lanes)
+    assert not errs, "\n".join(errs[:8])
+    assert out["status"]["frames_ok"] == 2
+
+
+def test_reset_mid_image_and_bad_frames():
+    """A reset while an image computes, then a short and a long frame before an image: the
+    bad frames are dropped and counted, every later image is exact."""
+    out, errs = _run("4C-8C-P-10", 6, 3, 4, n=3, reset_after=400, bad_frames=(1,))
+    assert not errs, "\n".join(errs[:8])
+    assert out["status"] == {"frames_ok": 3, "frames_short": 1, "frames_long": 1}
+
+
+@pytest.mark.parametrize("arch,bound", [("4C-8C-P-10", "front"),
+                                         ("4C-16C-16C-16C-P-10", "back")])
+def test_stream_interval(arch, bound):
+    """Back to back with no stalls, the slower half sets the pace, exactly: a back-bound
+    stream delivers a result every ``back + 1`` clocks; a front-bound one every
+    ``front + 1`` clocks, shifted by the difference of the two images' back times."""
+    model = _model(arch, 6, 3)
+    q = _images(model, 4)
+    dut = Accelerator(model, lanes=4)
+    out = simulate(dut, q, stalls=False)
     ref = golden.run(model, q, record={"spikes"})
-    dut = Accelerator(model, lanes=lanes)
-    got = simulate(dut, q)
-    want_cycles = compute_cycles(model, ref, lanes=lanes)
-    for i, r in enumerate(got):
-        assert r["cls"] == ref.prediction[i]
-        assert r["logits"] == ref.logits[i].tolist()
-        assert r["counts"] == [int(ref.spike_counts[c][i]) for c in dut.plan.counters]
-        assert r["cycles"] == want_cycles[i]
-    total = cycles_per_image(model, ref, lanes=lanes)
-    assert (total == want_cycles + dut.plan.pixels + 1).all()
-    assert (cycle_bound(model, ref, lanes=lanes) <= total).all()
+    cs = [image_cycles(model, ref, i, lanes=4) for i in range(len(q))]
+    gaps = np.diff([r["cycle"] for r in out["results"]]).tolist()
+    if bound == "back":
+        want = [c.back + 1 for c in cs[1:]]
+    else:
+        want = [cs[0].front + 1 + b.back - a.back for a, b in zip(cs, cs[1:], strict=False)]
+    assert gaps == want
+    assert cycles_per_image(model, ref, lanes=4).tolist() == [c.interval for c in cs]
+    assert all((c.front > c.back) == (bound == "front") for c in cs)
 
 
-@pytest.mark.parametrize("lanes", [8, 16])  # 16: folded stages, two weight banks
-def test_loadable_weights_run_a_second_model(lanes):
-    a = _model("4C-P-8C-P-10", 8, 3, seed=3)
-    b = _model("4C-P-8C-P-10", 8, 3, seed=4)  # other weights and thresholds
-    q = _images(a, 1)
-    dut = Accelerator(a, lanes=lanes, weights="loadable")
-    got = simulate(dut, q, beats=load_beats(dut.plan, b))
-    want = golden.run(b, q)
-    assert got[0]["logits"] == want.logits[0].tolist()
-    assert got[0]["logits"] != golden.run(a, q).logits[0].tolist()
-
-
-def test_load_beats_refuse_another_shape():
-    plan = make_plan(_model("4C-P-8C-P-10", 8, 3), 8)
-    with pytest.raises(PlanError, match="not the shape"):
-        load_beats(plan, _model("4C-P-16C-P-10", 8, 3))
-
-
-def test_argument_checks(tmp_path):
-    m = _model("4C-P-8C-P-10", 8, 3)
-    with pytest.raises(ValueError, match="lanes must be a positive power of two, not 3"):
-        Accelerator(m, lanes=3)
-    with pytest.raises(ValueError, match="weights must be one of rom, loadable"):
-        Accelerator(m, lanes=4, weights="flash")
-    with pytest.raises(ValueError, match="lanes \\* weight_bits >= 37"):
-        Accelerator(m, lanes=4, weights="loadable")
-    with pytest.raises(PlanError, match="first layer must be a conv"):
-        make_plan(_model("16L-10", 8, 3), 4)
-    with pytest.raises(PlanError, match="must follow a conv"):
-        make_plan(_model("4C-P-P-10", 8, 3), 4)
-
-
-def test_cycle_model_needs_spikes():
-    m = _model("4C-P-8C-P-10", 8, 3)
-    with pytest.raises(ValueError, match="record=\\{'spikes'\\}"):
-        cycles_per_image(m, golden.run(m, _images(m, 1)), lanes=4)
-
-
-def test_generate_writes_verilog_and_params(tmp_path):
-    import json
-    m = _model("4C-P-8C-P-10", 8, 3)
-    paths = generate(m, lanes=4, out_dir=tmp_path)
-    text = paths["verilog"].read_text()
-    assert "module dietsnn_accel" in text
-    params = json.loads(paths["params"].read_text())
-    assert params["lanes"] == 4 and params["counters"] == ["conv1", "pool1", "conv2", "pool2"]
-    assert params["ports"]["o__payload"]["fields"]["logits"]["count"] == 10
-    assert [s["kind"] for s in params["stages"]] == ["dense", "conv", "out"]
+def test_plan_checks():
+    with pytest.raises(ValueError, match="lanes"):
+        Accelerator(_model("4C-10", 4, 2), lanes=3)
+    with pytest.raises(PlanError, match="first layer"):
+        make_plan(random_model("8L-10", seed=1, input_spec=InputSpec(shape=(3, 4, 4)),
+                               timesteps=2), 4)
+    p = make_plan(_model("4C-8C-P-12L-10", 4, 3), 4)
+    assert [s.kind for s in p.stages] == ["conv", "linear"]
+    assert p.stages[1].g_in == 2 * 2 * 2            # J words per step of the 2x2x8 map
+    assert p.map_depth == {"M": 3 * 16, "P0": 3 * 8, "P1": 3 * 3}

@@ -30,8 +30,6 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .blocks import lowest_set
-
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
                        wrows: int, map_depth: int) -> data.StructLayout:
@@ -51,6 +49,8 @@ def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
         "wbase": unsigned(max(1, wrows.bit_length())),
         "gstride": unsigned(max(1, wrows.bit_length())),
         "rowwords": unsigned(max(1, map_depth.bit_length())),
+        "wlast": unsigned(max(1, (w + 1).bit_length())),
+        "hlast": unsigned(max(1, h.bit_length())),
         "w": unsigned(max(1, (w + 1).bit_length())),
         "hw": unsigned(max(1, (h * w).bit_length())),
     })
@@ -125,65 +125,77 @@ class Scanner(wiring.Component):
             "ub": tk["ub"].shape, "pw": tk["waddr"].shape, "last": 1,
         })
         # ---- stage A: the walk (the next item to issue) ------------------------------------
+        # Loop-end conditions are registers, updated with their counters, so that the issue
+        # decision is a few gates deep.
         a_on = Signal()
         a = Signal(item)
         ra = Signal.like(self.rd_addr)       # address of the next word
         rowbase = Signal.like(self.rd_addr)  # first word of the current input row
         yw = Signal.like(a.ub)               # max(y - 1, 0) * W
-        lif = ~cfg.out
-        wlast = Signal.like(a.x)             # last position: W - 1 + 2 (LIF) or 0 (out)
-        hlast = Signal.like(a.y)             # last row: H (virtual row) or 0 (out)
-        m.d.comb += [wlast.eq(Mux(lif, cfg.w1 + 2, 0)), hlast.eq(Mux(lif, cfg.h1 + 1, 0))]
+        x_real, y_real = Signal(), Signal()  # x <= W-1, y <= H-1
+        x_end, y_end = Signal(), Signal()    # x == wlast, y == hlast
+        cg_end, g_end, t_end = Signal(), Signal(), Signal()
         real = Signal()                      # the next item reads a word
-        m.d.comb += real.eq((a.x <= cfg.w1) & (a.y <= cfg.h1))
-        end_pos = Signal()
-        end_pass = Signal()
-        end_row = Signal()
-        end_step = Signal()
+        end_pos, end_pass, end_row, end_step = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
-            end_pos.eq(~real | (a.cg == cfg.gin1)),
-            end_pass.eq(end_pos & (a.x == wlast)),
-            end_row.eq(end_pass & (a.g == cfg.g1)),
-            end_step.eq(end_row & (a.y == hlast)),
+            real.eq(x_real & y_real),
+            end_pos.eq(~real | cg_end),
+            end_pass.eq(end_pos & x_end),
+            end_row.eq(end_pass & g_end),
+            end_step.eq(end_row & y_end),
             a.word.eq(real),
-            a.last.eq(end_step & (a.t == cfg.t1)),
+            a.last.eq(end_step & t_end),
         ]
-        # ---- A2: the issued item; B: the item being ticked out ------------------------------
+        # ---- P: the word being read; A2: the issued item and its word; B: ticking out ------
+        p_on = Signal()
+        p = Signal(item)
         a2_on = Signal()
         a2 = Signal(item)
+        a2_word = Signal(L)
         b_on = Signal()
         b = Signal(item)
-        cur = Signal(L)
+        cur = Signal(L)                      # bits not yet emitted
+        nxt = Signal(L)                      # cur without its lowest set bit
         fresh = Signal()
-        low = lowest_set(m, cur, "scan_low")
-        rest = Signal(L)
-        m.d.comb += rest.eq(cur & (cur - 1))
         b_fin = Signal()
-        m.d.comb += b_fin.eq(b_on & (~b.word | (rest == 0)))
-        take = Signal()                      # B loads from A2 this clock
-        issue = Signal()                     # A issues its item into A2 this clock
+        m.d.comb += b_fin.eq(b_on & (~b.word | (nxt == 0)))
+        take = Signal()                      # B loads from A2
+        move = Signal()                      # P moves to A2
+        issue = Signal()                     # A issues its item into P
         m.d.comb += [
             take.eq(a2_on & (~b_on | b_fin)),
-            issue.eq(a_on & (~a2_on | take)),
+            move.eq(p_on & (~a2_on | take)),
+            issue.eq(a_on & (~p_on | move)),
             self.rd_addr.eq(ra),
             self.rd_en.eq(issue & real),
-            self.busy.eq(a_on | a2_on | b_on),
+            self.busy.eq(a_on | p_on | a2_on | b_on),
         ]
         with m.If(issue):
-            m.d.sync += [a2.eq(a), a2_on.eq(1)]
+            m.d.sync += [p.eq(a), p_on.eq(1)]
+        with m.Elif(move):
+            m.d.sync += p_on.eq(0)
+        with m.If(move):
+            m.d.sync += [a2.eq(p), a2_on.eq(1), a2_word.eq(Mux(p.word, self.rd_data, 0))]
         with m.Elif(take):
             m.d.sync += a2_on.eq(0)
         with m.If(take):
-            m.d.sync += [b.eq(a2), b_on.eq(1), fresh.eq(1),
-                         cur.eq(Mux(a2.word, self.rd_data, 0))]
+            m.d.sync += [b.eq(a2), b_on.eq(1), fresh.eq(1), cur.eq(a2_word),
+                         nxt.eq(a2_word & (a2_word - 1))]
         with m.Elif(b_fin):
             m.d.sync += b_on.eq(0)
         with m.Elif(b_on):
-            m.d.sync += [cur.eq(rest), fresh.eq(0)]
+            m.d.sync += [cur.eq(nxt), nxt.eq(nxt & (nxt - 1)), fresh.eq(0)]
 
-        # the walk's counters advance on ``issue``
+        # the walk's counters and their end flags advance on ``issue``
+        def set_x(v: Any) -> list[Any]:
+            return [a.x.eq(v), x_real.eq(v <= cfg.w1), x_end.eq(v == cfg.wlast)]
+
+        def set_y(v: Any) -> list[Any]:
+            return [a.y.eq(v), y_real.eq(v <= cfg.h1), y_end.eq(v == cfg.hlast)]
+
         with m.If(self.start):
-            m.d.sync += [a_on.eq(1), a.x.eq(0), a.y.eq(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),
+            m.d.sync += [a_on.eq(1), *set_x(0), *set_y(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),
+                         g_end.eq(cfg.g1 == 0), t_end.eq(cfg.t1 == 0), cg_end.eq(cfg.gin1 == 0),
                          a.ym3.eq(0), a.lb.eq(0), a.ub.eq(0), a.pw.eq(cfg.wbase), ra.eq(0),
                          rowbase.eq(0), yw.eq(0)]
         with m.Elif(issue):
@@ -192,28 +204,36 @@ class Scanner(wiring.Component):
             with m.If(real):
                 m.d.sync += ra.eq(ra + 1)
             with m.If(~end_pos):
-                m.d.sync += a.cg.eq(a.cg + 1)
+                m.d.sync += [a.cg.eq(a.cg + 1), cg_end.eq(a.cg + 1 == cfg.gin1)]
             with m.Elif(~end_pass):
-                m.d.sync += [a.cg.eq(0), a.x.eq(a.x + 1)]
+                m.d.sync += [a.cg.eq(0), cg_end.eq(cfg.gin1 == 0), *set_x(a.x + 1)]
             with m.Else():
-                m.d.sync += [a.cg.eq(0), a.x.eq(0)]
+                m.d.sync += [a.cg.eq(0), cg_end.eq(cfg.gin1 == 0), *set_x(0)]
                 with m.If(~end_row):      # next output group: re-read the same row
-                    m.d.sync += [a.g.eq(a.g + 1), a.pw.eq(a.pw + cfg.gstride),
-                                 a.lb.eq(a.lb + cfg.w), a.ub.eq(a.ub + cfg.hw), ra.eq(rowbase)]
+                    m.d.sync += [a.g.eq(a.g + 1), g_end.eq(a.g + 1 == cfg.g1),
+                                 a.pw.eq(a.pw + cfg.gstride), a.lb.eq(a.lb + cfg.w),
+                                 a.ub.eq(a.ub + cfg.hw), ra.eq(rowbase)]
                 with m.Else():
-                    m.d.sync += [a.g.eq(0), a.pw.eq(cfg.wbase), a.lb.eq(0)]
-                    nxt_rowbase = Mux(a.y <= cfg.h1, rowbase + cfg.rowwords, rowbase)
+                    m.d.sync += [a.g.eq(0), g_end.eq(cfg.g1 == 0), a.pw.eq(cfg.wbase),
+                                 a.lb.eq(0)]
+                    nxt_rowbase = Mux(y_real, rowbase + cfg.rowwords, rowbase)
                     nxt_yw = Mux(a.y == 0, 0, yw + cfg.w)
                     with m.If(~end_step):
-                        m.d.sync += [a.y.eq(a.y + 1), a.ym3.eq(Mux(a.ym3 == 2, 0, a.ym3 + 1)),
+                        m.d.sync += [*set_y(a.y + 1), a.ym3.eq(Mux(a.ym3 == 2, 0, a.ym3 + 1)),
                                      yw.eq(nxt_yw), a.ub.eq(nxt_yw),
                                      ra.eq(nxt_rowbase), rowbase.eq(nxt_rowbase)]
                     with m.Else():
-                        m.d.sync += [a.y.eq(0), a.ym3.eq(0), a.t.eq(a.t + 1), yw.eq(0),
-                                     a.ub.eq(0), ra.eq(Mux(cfg.out, ra + 1, nxt_rowbase)),
+                        m.d.sync += [*set_y(0), a.ym3.eq(0), a.t.eq(a.t + 1),
+                                     t_end.eq(a.t + 1 == cfg.t1), yw.eq(0), a.ub.eq(0),
+                                     ra.eq(Mux(cfg.out, ra + 1, nxt_rowbase)),
                                      rowbase.eq(nxt_rowbase)]
         # ---- the tick (registered) ----------------------------------------------------------
         t = self.tick.payload
+        onehot = Signal(L)
+        m.d.comb += onehot.eq(cur ^ nxt)
+        low = Signal(range(max(2, L)))
+        for k in range(len(low)):
+            m.d.comb += low[k].eq(Cat(*(onehot[i] for i in range(L) if (i >> k) & 1)).any())
         lowb = low[:len(t.b)]
         ev = b_on & b.word & (cur != 0)
         first_at_pos = ~b.word | (b.cg == 0)

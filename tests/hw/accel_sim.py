@@ -1,5 +1,5 @@
 """Amaranth-simulator harness of the v2 accelerator: AXI4-Stream driver and monitor, spike-map
-write monitor, and the comparison with the golden model (shared by tests/hw/test_accel2.py)."""
+write monitor, and the comparison with the golden model (shared by tests/hw/test_accel.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import random
 from typing import Any
 
 import numpy as np
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 from dietsnn import golden
-from dietsnn.hw.accel2.core import Accelerator
-from dietsnn.hw.accel2.plan import AccelPlan
+from dietsnn.hw.accel.core import Accelerator
+from dietsnn.hw.accel.plan import AccelPlan
 
 
 def beats_of(plan: AccelPlan, img: np.ndarray) -> list[int]:
@@ -42,24 +43,48 @@ def map_words(plan: AccelPlan, spikes: np.ndarray, channels: int) -> dict[int, i
 
 
 def simulate(dut: Accelerator, q: np.ndarray, *, seed: int = 0, stalls: bool = True,
-             bad_frames: tuple[int, ...] = ()) -> dict[str, Any]:
-    """Stream ``q`` through ``dut``; returns results, front/back map writes and status."""
+             bad_frames: tuple[int, ...] = (), reset_after: int | None = None) -> dict[str, Any]:
+    """Stream ``q`` through ``dut``; returns results, front/back map writes and status.
+
+    ``bad_frames``: before these images send a short frame (3 beats) and a long frame (the
+    image's beats plus 2, ``tlast`` on the last). ``reset_after``: first send image 0, assert
+    the reset ``reset_after`` clocks after its last beat (while it computes), then stream
+    ``q``; nothing of the interrupted image may come out or leak into later ones.
+    """
     p = dut.plan
+    top = Module()
+    top.domains.sync = cd = ClockDomain("sync")
+    top.submodules.dut = dut
+    done = [reset_after is None]
     rng = random.Random(seed)
     results: list[dict[str, Any]] = []
     f_writes: list[dict[int, int]] = [dict()]
     b_writes: list[dict[int, dict[int, int]]] = [dict()]
     n = len(q)
 
+    async def send(ctx, beats: list[int], last_at: int) -> None:
+        for j, bt in enumerate(beats):
+            ctx.set(dut.s_axis.tdata, bt)
+            ctx.set(dut.s_axis.tlast, j == last_at)
+            ctx.set(dut.s_axis.tvalid, 1)
+            await ctx.tick().until(dut.s_axis.tready)
+        ctx.set(dut.s_axis.tvalid, 0)
+
     async def driver(ctx):
+        if reset_after is not None:
+            beats = beats_of(p, q[0])
+            await send(ctx, beats, len(beats) - 1)
+            await ctx.tick().repeat(reset_after)
+            ctx.set(cd.rst, 1)
+            for _ in range(3):
+                await ctx.posedge(cd.clk)
+            ctx.set(cd.rst, 0)
+            done[0] = True
         for i, img in enumerate(q):
             beats = beats_of(p, img)
-            if i in bad_frames:       # a short frame before the image: dropped
-                for j, bt in enumerate(beats[:3]):
-                    ctx.set(dut.s_axis.tdata, bt)
-                    ctx.set(dut.s_axis.tlast, j == 2)
-                    ctx.set(dut.s_axis.tvalid, 1)
-                    await ctx.tick().until(dut.s_axis.tready)
+            if i in bad_frames:       # a short and a long frame before the image: dropped
+                await send(ctx, beats[:3], 2)
+                await send(ctx, beats + beats[:2], len(beats) + 1)
             for j, bt in enumerate(beats):
                 while stalls and rng.random() < 0.2:
                     ctx.set(dut.s_axis.tvalid, 0)
@@ -81,8 +106,10 @@ def simulate(dut: Accelerator, q: np.ndarray, *, seed: int = 0, stalls: bool = T
         while len(results) < n:
             ready = not (stalls and rng.random() < 0.3)
             ctx.set(ax.tready, ready)
-            _, _, *v = await ctx.tick().sample(*sampled)
+            _, *v = await ctx.posedge(cd.clk).sample(*sampled)
             cyc += 1
+            if not done[0]:
+                continue
             f_en, f_addr, f_data, f_done, b_en, b_stage, b_addr, b_data, tv, td, tl = v[:11]
             if f_en:
                 f_writes[-1][f_addr] = f_data
@@ -98,14 +125,17 @@ def simulate(dut: Accelerator, q: np.ndarray, *, seed: int = 0, stalls: bool = T
                                     "counts": list(v[13:]), "cycle": cyc})
                     b_writes.append(dict())
                     beats = []
+        for k in ("frames_ok", "frames_short", "frames_long"):
+            status[k] = ctx.get(getattr(dut.status, k))
 
-    sim = Simulator(dut)
+    status: dict[str, int] = {}
+
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(driver, background=True)
     sim.add_testbench(monitor)
     sim.run()
-    return {"results": results, "front": f_writes[:n], "back": b_writes[:n],
-            "status": {k: 0 for k in ("frames_ok",)}}
+    return {"results": results, "front": f_writes[:n], "back": b_writes[:n], "status": status}
 
 
 def check(model, dut: Accelerator, q: np.ndarray, out: dict[str, Any]) -> list[str]:

@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + FRONT_TAIL
+    cycles = G * H * W * period + 3 T + 7          (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
@@ -26,21 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..neuron import NeuronArray
 from .blocks import popcount
+from .cycles import front_period
 from .plan import AccelPlan
-
-#: Clocks after the last pixel's period until the unit is idle (measured; see the tests).
-FRONT_TAIL = 17
-
-
-def front_period(plan: AccelPlan) -> int:
-    """Clocks per output pixel: the taps, or the ``T`` LIF updates if they take longer."""
-    return max(plan.front.taps, 3 * plan.timesteps)
-
-
-def front_cycles(plan: AccelPlan) -> int:
-    """Clocks from ``start`` until ``busy`` falls (data-independent)."""
-    f = plan.front
-    return f.g * f.h * f.w * front_period(plan) + FRONT_TAIL
 
 
 class Front(wiring.Component):

@@ -20,6 +20,7 @@ Icarus). One JSON object (``--json``) or a table; ``--out`` also writes the JSON
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -57,6 +58,7 @@ def run_cpp(model, q: np.ndarray, idx: np.ndarray, lanes: int, build_dir: str | 
         verilog = write_if_changed(bdir / paths["verilog"].name, paths["verilog"].read_text())
         write_if_changed(bdir / "params.json", paths["params"].read_text())
     params = params_of(bdir)
+    rtl_sha = hashlib.sha256(verilog.read_bytes()).hexdigest()
     t0 = time.perf_counter()
     exe = build_fast(verilog, params, bdir)
     build_s = time.perf_counter() - t0
@@ -80,7 +82,21 @@ def run_cpp(model, q: np.ndarray, idx: np.ndarray, lanes: int, build_dir: str | 
             "front_intervals": np.diff(np.array(out["front_done"], np.int64)),
             "status": out["status"],
             "sim_cycles": out["cycles"], "wall_s": out["wall_s"], "build_s": build_s,
-            "bound": exp["bound"][:len(res)], "golden_s": golden_s, "build_dir": str(bdir)}
+            "bound": exp["bound"][:len(res)], "golden_s": golden_s, "build_dir": str(bdir),
+            "rtl_sha256": rtl_sha}
+
+
+def _revision() -> dict:
+    """The git commit of the checkout and whether ``hw/`` differs from it."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hw"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"git_commit": head, "hw_modified": bool(dirty)}
 
 
 def s_params(summary: dict) -> dict:
@@ -151,7 +167,8 @@ def _main(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                  "measured_front_interval_mean": float(fi.mean()) if len(fi) else None,
                  "status": r["status"], "sim_cycles": r["sim_cycles"],
                  "sim_mcycles_per_s": round(r["sim_cycles"] / r["wall_s"] / 1e6, 3),
-                 "golden_s": round(r["golden_s"], 2), "build_dir": r["build_dir"]}
+                 "golden_s": round(r["golden_s"], 2), "build_dir": r["build_dir"],
+                 "rtl_sha256": r["rtl_sha256"]}
         n_res, wall, build_s = len(res), r["wall_s"], r["build_s"]
         mism, cme, errors, simulator = (r["mismatches"], r["cycle_model_errors"],
                                         r["errors"], r["simulator"])
@@ -164,7 +181,9 @@ def _main(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         fc = np.array([d["front_cycles"] for d in stream], np.int64)
         bc = np.array([d["back_cycles"] for d in stream], np.int64)
         bound = expected(model, q[:len(stream)], s_params(s), maps=False)["bound"]
-        extra = {"spike_maps_checked": True, "build_dir": s["build_dir"]}
+        extra = {"spike_maps_checked": True, "build_dir": s["build_dir"],
+                 "rtl_sha256": hashlib.sha256((Path(s["build_dir"]) / "rtl" /
+                                               "dietsnn_accel.v").read_bytes()).hexdigest()}
         n_res, wall, build_s = len(stream), s["wall_s"], s["build_s"]
         mism, cme, errors, simulator = (s["mismatches"], s["cycle_model_errors"],
                                         s["errors"], s["simulator"])
@@ -185,7 +204,7 @@ def _main(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         **{k: v for k, v in extra.items() if k != "build_dir"},
         "sim_wall_s": round(wall, 2), "sim_images_per_s": round(n_res / wall, 3) if wall else 0,
         "build_s": round(build_s, 1), "errors": errors[:5],
-        "selection": sel, "command": cmd, "cpus": os.cpu_count(),
+        "selection": sel, "command": cmd, "cpus": os.cpu_count(), **_revision(),
         "build_dir": extra["build_dir"],
     }
     text = json.dumps(out, indent=1)

@@ -113,6 +113,9 @@ class AccelTB:
         self._f: dict[int, int] = {}
         self._b: dict[int, dict[int, int]] = {}
         self.back_writes = 0
+        self.x_samples = 0            # clocks with unknown (X/Z) bits on mon, out of reset
+        self.x_fields: dict[str, int] = {}
+        self.x_errors = 0             # ... in an enable, or in a write's address or data
 
     async def reset(self, cycles: int = 3) -> None:
         d = self.dut
@@ -147,7 +150,10 @@ class AccelTB:
             if not str(d.rst.value) == "0":
                 self._f, self._b, prev_valid = {}, {}, False
                 continue
-            v = _int(d.mon.value)
+            raw = d.mon.value
+            v = _int(raw)
+            if not raw.is_resolvable:
+                self._unknown(str(raw).lower(), v)
             if get(v, "f_en"):
                 self._f[get(v, "f_addr")] = get(v, "f_data")
             if get(v, "f_done"):
@@ -162,6 +168,22 @@ class AccelTB:
                 self.back.append(self._b)
                 self._b = {}
             prev_valid = valid
+
+    def _unknown(self, bits: str, v: int) -> None:
+        """Count unknown bits on ``mon``: harmless in the fields of a port that does not
+        write this clock, an error in an enable or in a write's address or data."""
+        self.x_samples += 1
+        width = len(bits)
+        for k, (off, mask) in self._mon.items():
+            n = mask.bit_length()
+            if any(c in "xz" for c in bits[width - off - n:width - off]):
+                self.x_fields[k] = self.x_fields.get(k, 0) + 1
+                en = {"f_addr": "f_en", "f_data": "f_en", "b_addr": "b_en", "b_data": "b_en",
+                      "b_stage": "b_en"}.get(k)
+                if en is None or (v >> self._mon[en][0]) & 1:
+                    self.x_errors += 1
+                    if self.x_errors <= 3:
+                        self.errors.append(f"mon.{k} is unknown ({bits}) while it counts")
 
     # -- model + checker --------------------------------------------------------------------
     async def collect(self, rows: list[int], test: str) -> None:
@@ -219,7 +241,9 @@ class AccelTB:
             return
         out = {"test": test, "results": self.results, "errors": self.errors,
                "wall_s": time.perf_counter() - self.t0,
-               "sim_time_ns": cocotb.utils.get_sim_time(unit="ns"), **extra}
+               "sim_time_ns": cocotb.utils.get_sim_time(unit="ns"),
+               "mon_x_samples": self.x_samples, "mon_x_fields": self.x_fields,
+               "mon_x_errors": self.x_errors, **extra}
         write_atomic(self.out_dir / f"{test}.json", json.dumps(out))
 
 

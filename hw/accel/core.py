@@ -197,8 +197,10 @@ class Accelerator(wiring.Component):
             m.d.comb += [wp.addr.eq(framer.wr_addr), wp.data.eq(framer.wr_data),
                          wp.en.eq(framer.wr_en & (framer.wr_buf == b)),
                          rp.addr.eq(front.img_addr), rp.en.eq(1)]
-            imgs.append(rp)
-        m.d.comb += front.img_data.eq(Mux(framer.rd_buf, imgs[1].data, imgs[0].data))
+            q = Signal(p.data_bits, name=f"img{b}_q", reset_less=True)
+            m.d.sync += q.eq(rp.data)
+            imgs.append(q)
+        m.d.comb += front.img_data.eq(Mux(framer.rd_buf, imgs[1], imgs[0]))
 
         mb = Signal()                 # M buffer the front writes next
         bb = Signal()                 # M buffer the back reads next
@@ -278,14 +280,18 @@ class Accelerator(wiring.Component):
         m.d.comb += [scanner.start.eq(start_stage), writer.start.eq(start_stage),
                      outu.start.eq(start_stage & cfg.out)]
         # scanner source map
+        # every block RAM read goes straight into a register (synthesis can move it into the
+        # RAM's output register), then the source select
         src_data = Signal(L)
         for name, (_, rp) in maps.items():
+            q = Signal(L, name=f"map_{name}_q", reset_less=True)
+            m.d.sync += q.eq(rp.data)
             if name[0] == "M":
                 sel = (cfg.src == 0) & (bb == int(name[1]))
             else:
                 sel = cfg.src == MAPS.index(name)
             with m.If(sel):
-                m.d.comb += src_data.eq(rp.data)
+                m.d.comb += src_data.eq(q)
         m.d.comb += scanner.rd_data.eq(src_data)
         for name in ("P0", "P1"):
             if name in maps:

@@ -134,7 +134,7 @@ class Engine(wiring.Component):
         tick2 = Signal(self._tick, name="tick2")
         v1, v2 = Signal(), Signal()
         m.d.sync += [tick1.eq(t0), v1.eq(self.tick.valid), tick2.eq(tick1), v2.eq(v1)]
-        w2 = Signal(wrow, name="w2")
+        w2 = Signal(wrow, name="w2", reset_less=True)  # the read, straight into a register
         m.d.sync += w2.eq(rd.data)
         has_linear = any(s.kind == "linear" for s in p.stages)
         slot_w = Signal(data.ArrayLayout(signed(WB), L), name="slot_w")

@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 7          (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 8          (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
@@ -141,8 +141,16 @@ class Front(wiring.Component):
         b_on, b_in, b_first, b_last = (Signal(name=f"b_{n}") for n in
                                        ("on", "in", "first", "last"))
         b_lane = Signal(max(1, shift), name="b_lane")
-        m.d.sync += [b_on.eq(on), b_in.eq(inside), b_lane.eq(pix[:shift] if shift else 0),
-                     b_first.eq(k == 0), b_last.eq(last_k)]
+        # the image word arrives two clocks after its address (block RAM, register)
+        a_on, a_in, a_first, a_last = (Signal(name=f"a_{n}") for n in
+                                       ("on", "in", "first", "last"))
+        a_lane = Signal(max(1, shift), name="a_lane")
+        m.d.sync += [a_on.eq(on), a_in.eq(inside), a_lane.eq(pix[:shift] if shift else 0),
+                     a_first.eq(k == 0), a_last.eq(last_k)]
+        m.d.sync += [b_on.eq(a_on), b_in.eq(a_in), b_lane.eq(a_lane), b_first.eq(a_first),
+                     b_last.eq(a_last)]
+        w_b = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
+        m.d.sync += w_b.eq(wr_rom.data)
         pix_c = Signal(signed(pbits), reset_less=True)
         w_c = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
         c_on, c_first, c_last = Signal(), Signal(), Signal()
@@ -150,7 +158,7 @@ class Front(wiring.Component):
         sel = lanes_px[0]
         for i in range(1, ppb):
             sel = Mux(b_lane == i, lanes_px[i], sel)
-        m.d.sync += [pix_c.eq(Mux(b_in, sel, 0)), w_c.eq(wr_rom.data), c_on.eq(b_on),
+        m.d.sync += [pix_c.eq(Mux(b_in, sel, 0)), w_c.eq(w_b), c_on.eq(b_on),
                      c_first.eq(b_first), c_last.eq(b_last)]
         prod_bits = pbits + WB
         prod = Signal(data.ArrayLayout(signed(prod_bits), L), reset_less=True)
@@ -234,9 +242,11 @@ class Front(wiring.Component):
         with m.Elif(pix_done & (wg == G - 1) & (wrow == rows - 1) & (wcol == cols - 1)):
             m.d.sync += busy.eq(0)
         m.d.comb += self.busy.eq(busy)
-        s_r, p_r = Signal(L), Signal(L)
-        m.d.sync += [s_r.eq(spikes), p_r.eq(word), self.lif_inc.eq(beat),
-                     self.pool_inc.eq(write if pooled else 0)]
-        m.d.comb += [self.lif_pop.eq(popcount(m, s_r, "front_lif_pop")),
-                     self.pool_pop.eq(popcount(m, p_r, "front_pool_pop"))]
+        s_r = Signal(L)
+        m.d.sync += [s_r.eq(spikes), self.lif_inc.eq(beat)]
+        m.d.comb += self.lif_pop.eq(popcount(m, s_r, "front_lif_pop"))
+        if pooled:      # (an unpooled front leaves pool_inc and pool_pop at 0)
+            p_r = Signal(L)
+            m.d.sync += [p_r.eq(word), self.pool_inc.eq(write)]
+            m.d.comb += self.pool_pop.eq(popcount(m, p_r, "front_pool_pop"))
         return m

@@ -7,11 +7,12 @@ membrane, runs the same three-stage LIF circuit as the neuron array
 (:func:`dietsnn.hw.neuron.lif_recurrence`) and writes the membrane back, feed-forward::
 
     c0  accept: read U[addr] (block RAM), register the operands I, I - theta, ...
-    c1  U arrives                      -> register U (0 at step 0)
-    c2  shift                          -> register
-    c3  carry-save rows, carry chains  -> register
-    c4  saturate / spike / reset select; write U'[addr]; spikes registered
-    c5  ``o.valid`` with the spikes and the tag
+    c1  U arrives                      -> register (the RAM's output register)
+    c2  U, or 0 at step 0              -> register
+    c3  shift                          -> register
+    c4  carry-save rows, carry chains  -> register
+    c5  saturate / spike / reset select; write U'[addr]; spikes registered
+    c6  ``o.valid`` with the spikes and the tag
 
 Two updates of the same address must be accepted at least :data:`SAME_ADDR_GAP` clocks
 apart (the engine's schedule guarantees it: see :mod:`.engine`).
@@ -28,9 +29,9 @@ from amaranth.lib.wiring import In, Out
 from ..neuron import lif_recurrence, operand_widths, operands, saturation_constants
 
 #: Clocks from accepting an update to ``o.valid``.
-LATENCY = 5
+LATENCY = 6
 #: Smallest distance in clocks between two accepted updates of one address.
-SAME_ADDR_GAP = 5
+SAME_ADDR_GAP = 6
 
 
 def params_layout(membrane_bits: int) -> data.StructLayout:
@@ -105,23 +106,28 @@ class LIFPipe(wiring.Component):
 
         m.d.comb += [rd.addr.eq(pay.addr), rd.en.eq(1)]
         valid = delay(inp.valid, LATENCY, "valid", reset=True)
-        addr = delay(pay.addr, 4, "addr")
+        addr = delay(pay.addr, 5, "addr")
         tag = delay(pay.tag, LATENCY, "tag")
-        first = delay(pay.first, 1, "first")
+        first = delay(pay.first, 2, "first")
         k = delay(pay.params.leak_shift, 2, "k")
+        # the shift amount, one copy per lane (each drives a B-bit barrel shifter)
+        lane_k = [Signal.like(k[2], name=f"k_{p}", init=p % (1 << len(k[2]))) for p in range(L)]
+        m.d.sync += [lk.eq(k[2]) for lk in lane_k]
         b = pay.params.membrane_bits
         half = Signal(signed(W))
         theta = Signal(signed(W))
         m.d.comb += [half.eq(Cat(*(b == i + 1 for i in range(B)))), theta.eq(pay.params.threshold)]
-        sat_hi = delay(Signal(signed(B), name="sat_hi0"), 4, "sat_hi")
-        spk_hi = delay(Signal(name="spk_hi0"), 4, "spk_hi")
-        sat_lo = delay(Signal(signed(B), name="sat_lo0"), 4, "sat_lo")
+        sat_hi = delay(Signal(signed(B), name="sat_hi0"), 5, "sat_hi")
+        spk_hi = delay(Signal(name="spk_hi0"), 5, "spk_hi")
+        sat_lo = delay(Signal(signed(B), name="sat_lo0"), 5, "sat_lo")
         c_hi, c_spk, c_lo = saturation_constants(theta, half)
         m.d.comb += [sat_hi[0].eq(c_hi), spk_hi[0].eq(c_spk), sat_lo[0].eq(c_lo)]
         qw = operand_widths(self._cb, B)
         # c1: operands registered; c2: U registered (the recurrence's ``old``)
+        u_q = Signal(lay, name="u_q", reset_less=True)     # the read, straight into a register
+        m.d.sync += u_q.eq(rd.data)
         old = Signal(lay, name="old", reset_less=True)
-        m.d.sync += [old[p].eq(Mux(first[1], 0, rd.data[p])) for p in range(L)]
+        m.d.sync += [old[p].eq(Mux(first[2], 0, u_q[p])) for p in range(L)]
         new = Signal(lay)
         spikes = Signal(L)
         for p in range(L):
@@ -132,15 +138,18 @@ class LIFPipe(wiring.Component):
             q2 = {n: Signal(signed(w), name=f"q_{n}_{p}_c2", reset_less=True)
                   for n, w in qw.items()}
             m.d.sync += [q2[n].eq(q1[n]) for n in q1]
+            q3 = {n: Signal(signed(w), name=f"q_{n}_{p}_c3", reset_less=True)
+                  for n, w in qw.items()}
+            m.d.sync += [q3[n].eq(q2[n]) for n in q1]
             new_p, spike_p = lif_recurrence(
-                m, old=old[p], k=k[2], q=q2, sat_hi=sat_hi[4], spk_hi=spk_hi[4],
-                sat_lo=sat_lo[4], loop_bits=W, membrane_bits=B, stages=3, name=str(p))
+                m, old=old[p], k=lane_k[p], q=q3, sat_hi=sat_hi[5], spk_hi=spk_hi[5],
+                sat_lo=sat_lo[5], loop_bits=W, membrane_bits=B, stages=3, name=str(p))
             m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
         # c4: write back; spikes registered for c5
-        m.d.comb += [wr.addr.eq(addr[4]), wr.data.eq(new), wr.en.eq(valid[4])]
+        m.d.comb += [wr.addr.eq(addr[5]), wr.data.eq(new), wr.en.eq(valid[5])]
         out_spk = Signal(L, reset_less=True)
         m.d.sync += out_spk.eq(spikes)
         m.d.comb += self.busy.eq(Cat(*valid).any())
-        m.d.comb += [self.o.valid.eq(valid[5]), self.o.payload.spikes.eq(out_spk),
-                     self.o.payload.tag.eq(tag[5])]
+        m.d.comb += [self.o.valid.eq(valid[6]), self.o.payload.spikes.eq(out_spk),
+                     self.o.payload.tag.eq(tag[6])]
         return m

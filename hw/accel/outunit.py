@@ -23,7 +23,7 @@ from .plan import AccelPlan
 
 def out_tail(plan: AccelPlan) -> int:
     """Clocks from the stage's last tick to ``done`` (accumulate pipeline plus the argmax)."""
-    return 3 + plan.classes + 1
+    return 3 + plan.classes + 2
 
 
 def result_layout(plan: AccelPlan) -> data.StructLayout:
@@ -74,21 +74,25 @@ class OutUnit(wiring.Component):
             m.d.sync += [a.eq(0) for a in acc]
         with m.Elif(ev2):
             m.d.sync += [a.eq(a + w2[k]) for k, a in enumerate(acc)]
-        # argmax, one logit per clock
+        # argmax, one logit per clock: select (registered), then compare
         on = Signal()
         j = Signal(range(max(2, K + 1)))
+        sel_on, sel_last = Signal(), Signal()
+        sel_j = Signal.like(j)
+        sel = Signal(signed(OB))
         best = Signal(signed(OB))
         cls = Signal.like(self.result.cls)
-        cur = Array(acc)[j]
         with m.If(last3):
             m.d.sync += [on.eq(1), j.eq(0)]
-        m.d.sync += self.done.eq(0)
-        with m.If(on):
-            with m.If((j == 0) | (cur > best)):
-                m.d.sync += [best.eq(cur), cls.eq(j)]
+        with m.Elif(on):
             m.d.sync += j.eq(j + 1)
             with m.If(j == K - 1):
-                m.d.sync += [on.eq(0), self.done.eq(1)]
+                m.d.sync += on.eq(0)
+        m.d.sync += [sel_on.eq(on), sel_last.eq(on & (j == K - 1)), sel_j.eq(j),
+                     sel.eq(Array(acc)[j])]
+        m.d.sync += self.done.eq(sel_on & sel_last)
+        with m.If(sel_on & ((sel_j == 0) | (sel > best))):
+            m.d.sync += [best.eq(sel), cls.eq(sel_j)]
         m.d.comb += self.result.cls.eq(cls)
         for k in range(K):
             m.d.comb += self.result.logits[k].eq(acc[k])

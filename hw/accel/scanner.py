@@ -16,19 +16,22 @@ and flushes the column that left it); the first tick of a pass carries ``ps`` (t
 starts empty). The output stage walks every word of all ``T`` steps in order, with no
 virtual rows or positions.
 
-Map words are read one clock ahead (stage A issues the read, A2 holds the issued item, B
-ticks it out), so a stage's ticks come back to back: its length in clocks is exactly
-``sum(max(1, n))`` over its items plus 2 (the first read) — the cycle model in
-:mod:`.cycles` counts the same way.
+Map words are read ahead (stage A issues the read, the word and its item enter a small FIFO
+:data:`READ_LATENCY` clocks later, B ticks the FIFO's head out), so a stage's ticks come back
+to back: its length in clocks is exactly ``sum(max(1, n))`` over its items plus the fill of
+the read pipeline — the cycle model in :mod:`.cycles` counts the same way.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+#: Clocks from a read address to its word on ``rd_data`` (block RAM, then a register).
+READ_LATENCY = 2
 
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
@@ -91,8 +94,8 @@ class Scanner(wiring.Component):
     -------
     cfg : ``In(cfg_layout)`` the stage, stable from ``start`` to ``done``.
     start : ``In(1)`` a pulse: begin the walk. busy : ``Out(1)``.
-    rd_addr, rd_en : ``Out`` the map read port's address and enable (synchronous read).
-    rd_data : ``In(L)`` the word read.
+    rd_addr, rd_en : ``Out`` the map read port's address and enable.
+    rd_data : ``In(L)`` the word read, :data:`READ_LATENCY` clocks after its address.
     tick : ``Out(stream.Signature(tick_shape, always_ready=True))`` one tick per clock
         (registered).
     """
@@ -146,12 +149,18 @@ class Scanner(wiring.Component):
             a.word.eq(real),
             a.last.eq(end_step & t_end),
         ]
-        # ---- P: the word being read; A2: the issued item and its word; B: ticking out ------
-        p_on = Signal()
-        p = Signal(item)
-        a2_on = Signal()
-        a2 = Signal(item)
-        a2_word = Signal(L)
+        # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later (block RAM
+        # and its output register) and is pushed into a small FIFO with its item; B takes the
+        # FIFO's head. Credits bound the items between A and B, so nothing is ever dropped.
+        depth = READ_LATENCY + 2
+        count = Signal(range(depth + 1))
+        fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
+        fifo_word = [Signal(L, name=f"fifo_word{k}", reset_less=True) for k in range(depth)]
+        fifo_nxt = [Signal(L, name=f"fifo_nxt{k}", reset_less=True) for k in range(depth)]
+        wp = Signal(range(depth))
+        rp = Signal(range(depth))
+        inflight_on = [Signal(name=f"fl_on{k}") for k in range(READ_LATENCY)]
+        inflight = [Signal(item, name=f"fl_item{k}") for k in range(READ_LATENCY)]
         b_on = Signal()
         b = Signal(item)
         cur = Signal(L)                      # bits not yet emitted
@@ -159,28 +168,32 @@ class Scanner(wiring.Component):
         fresh = Signal()
         b_fin = Signal()
         m.d.comb += b_fin.eq(b_on & (~b.word | (nxt == 0)))
-        take = Signal()                      # B loads from A2
-        move = Signal()                      # P moves to A2
-        issue = Signal()                     # A issues its item into P
+        take = Signal()                      # B loads the FIFO's head
+        issue = Signal()                     # A issues its item
+        stored = Signal(range(depth + 1))    # items in the FIFO
         m.d.comb += [
-            take.eq(a2_on & (~b_on | b_fin)),
-            move.eq(p_on & (~a2_on | take)),
-            issue.eq(a_on & (~p_on | move)),
+            take.eq((stored != 0) & (~b_on | b_fin)),
+            issue.eq(a_on & ((count < depth) | take)),
             self.rd_addr.eq(ra),
             self.rd_en.eq(issue & real),
-            self.busy.eq(a_on | p_on | a2_on | b_on),
+            self.busy.eq(a_on | (count != 0) | b_on),
         ]
-        with m.If(issue):
-            m.d.sync += [p.eq(a), p_on.eq(1)]
-        with m.Elif(move):
-            m.d.sync += p_on.eq(0)
-        with m.If(move):
-            m.d.sync += [a2.eq(p), a2_on.eq(1), a2_word.eq(Mux(p.word, self.rd_data, 0))]
-        with m.Elif(take):
-            m.d.sync += a2_on.eq(0)
+        m.d.sync += count.eq(count + issue - take)
+        m.d.sync += [inflight_on[0].eq(issue), inflight[0].eq(a)]
+        for k in range(1, READ_LATENCY):
+            m.d.sync += [inflight_on[k].eq(inflight_on[k - 1]), inflight[k].eq(inflight[k - 1])]
+        push = inflight_on[-1]
+        word_in = Mux(inflight[-1].word, self.rd_data, 0)
+        with m.If(push):
+            m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]), Array(fifo_word)[wp].eq(word_in),
+                         Array(fifo_nxt)[wp].eq(word_in & (word_in - 1)),
+                         wp.eq(Mux(wp == depth - 1, 0, wp + 1))]
         with m.If(take):
-            m.d.sync += [b.eq(a2), b_on.eq(1), fresh.eq(1), cur.eq(a2_word),
-                         nxt.eq(a2_word & (a2_word - 1))]
+            m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
+        m.d.sync += stored.eq(stored + push - take)
+        with m.If(take):
+            m.d.sync += [b.eq(Array(fifo_item)[rp]), b_on.eq(1), fresh.eq(1),
+                         cur.eq(Array(fifo_word)[rp]), nxt.eq(Array(fifo_nxt)[rp])]
         with m.Elif(b_fin):
             m.d.sync += b_on.eq(0)
         with m.Elif(b_on):

@@ -5,7 +5,8 @@ design's paths start and end at flip-flops and four pins suffice. nextpnr runs t
 with a target of ``--freq`` MHz and ``--timing-allow-fail``; the Fmax it reports is the
 achieved frequency of the clock ``clk`` after routing (from its ``--report`` JSON, or from the
 log line ``Max frequency for clock 'clk': 123.45 MHz`` when the report is missing). For xc7
-there is no open place and route in this flow: timing needs the vendor tools.
+there is no open place and route in this flow: timing needs the vendor tools. On ECP5 the
+flip-flops that register a block RAM's output move into the RAM first (:mod:`.outreg`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from .outreg import absorb
 from .parts import DEFAULT_PART, get_part
 from .synth import Synthesis
 from .tools import ToolFailedError, run_tool
@@ -86,8 +88,13 @@ def place_and_route(synth: Synthesis, *, part: str | None = None, freq_mhz: floa
             f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed), unconstrained]
     if synth.target == "ecp5":
         args += ["--threads", str(threads)]
+    netlist = synth.netlist.read_bytes()
+    if synth.target == "ecp5":  # block RAM outputs registered in the RAM (see outreg)
+        nl = json.loads(netlist)
+        if absorb(nl):
+            netlist = json.dumps(nl).encode()
     try:
-        run = run_tool(TOOL[synth.target], args, {"netlist.json": synth.netlist.read_bytes()},
+        run = run_tool(TOOL[synth.target], args, {"netlist.json": netlist},
                        outputs=["report.json"], desc=f"nextpnr {p.name}", phase=_phase,
                        cache=cache)
     except ToolFailedError as e:

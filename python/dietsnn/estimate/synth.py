@@ -22,6 +22,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .parts import DEFAULT_PART, Part, check_target, get_part
 from .tools import ToolFailedError, run_tool
@@ -445,36 +446,67 @@ def probe_ports(design: Design) -> tuple[str, list[Port]]:
     return parse_ports(run.read("ports.json"), design.top)
 
 
-def synth_command(target: str, part: Part) -> str:
-    """The yosys synthesis command for ``target`` (and ``part``, for iCE40 DSP use)."""
-    if target == "xc7":
-        return f"synth_xilinx -family xc7 -noiopad -top {WRAP_TOP}; write_json netlist.json"
-    if target == "ecp5":
-        return f"synth_ecp5 -noflatten -top {WRAP_TOP} -json netlist.json"
-    dsp = " -dsp" if part.dsp else ""
-    return f"synth_ice40{dsp} -noflatten -top {WRAP_TOP} -json netlist.json"
+_MODULE = re.compile(r"^module\s+(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)", re.M)
+
+
+def module_names(verilog: str) -> list[str]:
+    """The modules a Verilog text defines, in order (escaped names without the backslash)."""
+    return [_name(m.group(1).lstrip("\\")) for m in _MODULE.finditer(verilog)]
+
+
+def _module_run(target: str, p: Part, module: str, others: list[str],
+                inputs: dict[str, bytes], label: str) -> Any:
+    """Synthesise ``module`` alone, every other module a black box (one yosys process)."""
+    boxes = " ".join(_vid(o).strip() for o in others)
+    fam = {"xc7": f"synth_xilinx -family xc7 -noiopad -top {_vid(module).strip()}",
+           "ecp5": f"synth_ecp5 -noflatten -top {_vid(module).strip()}",
+           "ice40": (f"synth_ice40{' -dsp' if p.dsp else ''} -noflatten "
+                     f"-top {_vid(module).strip()}")}[target]
+    script = "\n".join([
+        "read_verilog -sv design.v", "read_verilog harness.v",
+        *([f"blackbox {boxes}"] if boxes else []),
+        f"hierarchy -top {_vid(module).strip()}", fam,
+        "delete =A:blackbox", "write_json part.json", ""])
+    return run_tool("yosys", ["-s", "synth.ys"], {**inputs, "synth.ys": script.encode()},
+                    outputs=["part.json"], desc=f"yosys {target} {label}: {module}",
+                    phase=_yosys_phase)
 
 
 def synthesize(design: Design, target: str, *, part: str | None = None,
                cache: bool = True) -> Synthesis:
-    """Synthesise ``design`` for ``target`` with yosys; see the module docstring."""
+    """Synthesise ``design`` for ``target`` with yosys; see the module docstring.
+
+    Each module of the design (and the harness) is synthesised in a yosys process of its
+    own, the others black boxes; a last process joins the mapped netlists, counts the cells
+    (``stat``) and measures the logic depth. Besides keeping each run small, this sidesteps a
+    yosys ABC re-integration fault that whole-design runs of large hierarchies can hit.
+    """
     check_target(target)
     p = get_part(part or DEFAULT_PART[target], target)
     top, ports = probe_ports(design)
     wrap = harness(top, ports)
-    seq = " ".join(f"t:{c}" for c in SEQUENTIAL[target])
-    script = "\n".join([
-        "read_verilog -sv design.v", "read_verilog harness.v",
-        f"hierarchy -check -top {WRAP_TOP}", synth_command(target, p),
-        "tee -q -o stat.json stat -json", "flatten", f"delete {seq}",
-        "tee -q -o ltp.txt ltp -noff", ""])
-    outs = ["stat.json", "ltp.txt", "netlist.json"]
     text, mems = externalise_memories(design.verilog)
-    run = run_tool("yosys", ["-s", "synth.ys"],
-                   {"design.v": text.encode(), "harness.v": wrap.encode(),
-                    "synth.ys": script.encode(), **mems},
-                   outputs=outs, desc=f"yosys {target} {design.label}", phase=_yosys_phase,
-                   cache=cache)
+    inputs = {"design.v": text.encode(), "harness.v": wrap.encode(), **mems}
+    modules = [*module_names(text), WRAP_TOP]
+    parts = {}
+    for mod in modules:
+        others = [o for o in modules if o != mod]
+        run = _module_run(target, p, mod, others, inputs, design.label)
+        parts[f"part{len(parts)}.json"] = run.path("part.json").read_bytes()
+    seq = " ".join(f"t:{c}" for c in SEQUENTIAL[target])
+    lib = {"xc7": ["+/xilinx/cells_sim.v", "+/xilinx/cells_xtra.v"],
+           "ecp5": ["+/ecp5/cells_sim.v", "+/ecp5/cells_bb.v"],
+           "ice40": ["+/ice40/cells_sim.v"]}[target]
+    script = "\n".join([
+        *(f"read_verilog -lib {f}" for f in lib), *(f"read_json {n}" for n in parts),
+        f"hierarchy -check -top {WRAP_TOP}",
+        "tee -q -o stat.json stat -json", "blackbox =A:whitebox", "write_json netlist.json",
+        "flatten",
+        f"delete {seq}", "tee -q -o ltp.txt ltp -noff", ""])
+    outs = ["stat.json", "ltp.txt", "netlist.json"]
+    run = run_tool("yosys", ["-s", "join.ys"], {"join.ys": script.encode(), **parts},
+                   outputs=outs, desc=f"yosys {target} {design.label}: join",
+                   phase=_yosys_phase, cache=cache)
     mods = parse_stat(run.read("stat.json"))
     top = _name(top)
     res = classify(module_totals(mods, top), target)

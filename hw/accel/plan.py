@@ -45,7 +45,7 @@ from ...model import Layer, Model
 
 #: Supported lane counts (output channels per event and clock).
 LANES = (4, 8, 16, 32, 64)
-#: The design point used when none is given (``dietsnn estimate``, ``sim``, ``rtl``).
+#: Lanes of the default design point of a cifar10-sized model (see :func:`default_lanes`).
 DEFAULT_LANES = 32
 #: Supported AXI4-Stream ``tdata`` widths of the image input.
 DATA_BITS = (32, 64)
@@ -251,6 +251,13 @@ class AccelPlan:
             "front": asdict(self.front), "stages": [asdict(s) for s in self.stages],
             "out": asdict(self.out),
         }
+
+
+def default_lanes(model: Model) -> int:
+    """The lanes of the default design point (``dietsnn sim``, ``estimate``, ``rtl``):
+    :data:`DEFAULT_LANES` for a model with a conv layer of 32 or more channels, else 16."""
+    widest = max((int(x.out_shape[0]) for x in model.layers if x.type == "conv"), default=0)
+    return DEFAULT_LANES if widest >= DEFAULT_LANES else 16
 
 
 def check_lanes(lanes: Any) -> int:

@@ -201,10 +201,12 @@ class Scanner(wiring.Component):
 
         # the walk's counters and their end flags advance on ``issue``
         def set_x(v: Any) -> list[Any]:
-            return [a.x.eq(v), x_real.eq(v <= cfg.w1), x_end.eq(v == cfg.wlast)]
+            real_v = 1 if isinstance(v, int) else v <= cfg.w1      # (0 is always real)
+            return [a.x.eq(v), x_real.eq(real_v), x_end.eq(v == cfg.wlast)]
 
         def set_y(v: Any) -> list[Any]:
-            return [a.y.eq(v), y_real.eq(v <= cfg.h1), y_end.eq(v == cfg.hlast)]
+            real_v = 1 if isinstance(v, int) else v <= cfg.h1
+            return [a.y.eq(v), y_real.eq(real_v), y_end.eq(v == cfg.hlast)]
 
         with m.If(self.start):
             m.d.sync += [a_on.eq(1), *set_x(0), *set_y(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),

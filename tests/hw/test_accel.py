@@ -107,3 +107,24 @@ def test_plan_checks():
     assert [s.kind for s in p.stages] == ["conv", "linear"]
     assert p.stages[1].g_in == 2 * 2 * 2            # J words per step of the 2x2x8 map
     assert p.map_depth == {"M": 3 * 16, "P0": 3 * 8, "P1": 3 * 3}
+
+
+def test_generated_verilog_is_lint_clean(tmp_path):
+    """``verilator --lint-only -Wall`` with only the recorded waivers, and yosys ``check``:
+    no latches, no combinational loops, no multiple drivers; ``params.json`` has the plan."""
+    import json
+
+    from dietsnn.hw import lint, tools
+    from dietsnn.hw.accel import generate
+    from dietsnn.model import load_model
+
+    paths = generate(load_model("tiny"), lanes=16, out_dir=tmp_path)
+    params = json.loads(paths["params"].read_text())
+    assert params["top"] == "dietsnn_accel" and params["lanes"] == 16
+    assert set(params["ports"]) == {"debug", "mon", "status"}
+    if tools.verilator() is None or tools.yosys() is None:
+        pytest.skip("verilator or yosys missing")
+    v = lint.verilator_lint(paths["verilog"], "dietsnn_accel", waivers=lint.ACCEL_WAIVERS)
+    assert v.ok, v.issues[:10]
+    y = lint.yosys_check(paths["verilog"], "dietsnn_accel")
+    assert y.ok, y.issues[:10]

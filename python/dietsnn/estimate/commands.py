@@ -98,7 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Synthesise the accelerator, place and route it, and "
                                    "estimate latency and energy from real spike counts.")
     _common(p, 100)
-    p.add_argument("--lanes", type=int, default=16, help="accelerator lanes (default 16)")
+    p.add_argument("--lanes", type=int, default=None,
+                   help="accelerator lanes (default: the design point of the model, 32 for "
+                        "cifar10-sized models, else 16)")
     _hw_args(p)
     p.add_argument("--energy-table", default=None,
                    help="JSON energy table (default: Horowitz 45 nm, see docs/estimate.md)")
@@ -153,15 +155,26 @@ def _command_line(args: argparse.Namespace, target: str, part: str | None) -> st
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _default_lanes(model) -> int:
+    """The accelerator's default design point for ``model`` (16 without the hardware part)."""
+    try:
+        from ..hw.accel.plan import default_lanes
+    except ImportError:
+        return 16
+    return default_lanes(model)
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .pipeline import estimate
     from .report import summary_table, write_report
 
     target, part = _target_part(args)
+    model = load_model(args.model)
+    if args.lanes is None:
+        args.lanes = _default_lanes(model)
     if args.lanes < 1 or args.lanes & (args.lanes - 1):
         raise CLIError(f"--lanes must be a positive power of two, not {args.lanes}")
     table = load_energy_table(args.energy_table) if args.energy_table else HOROWITZ_45NM
-    model = load_model(args.model)
     images, labels, sel = _images(model, args.images, args.data, mode=args.select,
                                   seed=args.seed)
     r = estimate(model, images, labels, lanes=args.lanes, target=target, part=part,

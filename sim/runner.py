@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dietsnn.errors import DietsnnError
 from dietsnn.hw import tools
 from dietsnn.hw.generate import write_rtl
 from dietsnn.model import Model
@@ -29,7 +30,7 @@ SIMULATORS = ("verilator", "icarus")
 TB_MODULE = "dietsnn.sim.neuron_tb"
 
 
-class SimulatorMissing(RuntimeError):
+class SimulatorMissing(DietsnnError):
     """The requested simulator cannot run here; the message says why."""
 
 

@@ -200,22 +200,31 @@ class Engine(wiring.Component):
         m.d.sync += [f2[i].eq(f1[i]) for i in range(3)]
         m.d.sync += [f2_on.eq(f1_on), f2_meta.eq(f1_meta)]
         y2 = f2_meta.y
-        mid_ok = y2 <= cfg.h1
-        first_ok = y2 < cfg.h1
-        final_ok = y2 != 0
+        # per-bank write enables and data selects, decided in F1 (registered)
+        f2_wen = [Signal(name=f"f2_wen{k}") for k in range(3)]
+        f2_mid = [Signal(name=f"f2_mid{k}") for k in range(3)]
+        y1 = f1_meta.y
+        for k in range(3):
+            mid_k, first_k = _role(f1_meta.ym3, k, "mid"), _role(f1_meta.ym3, k, "first")
+            m.d.sync += [f2_mid[k].eq(mid_k),
+                         f2_wen[k].eq(f1_on & Mux(mid_k, y1 <= cfg.h1, first_k & (y1 < cfg.h1)))]
+        f2_final = Signal()
+        f2_last_x = Signal()
+        f2_last_g = Signal()
+        m.d.sync += [f2_final.eq(f1_on & (y1 != 0)), f2_last_x.eq(f1_meta.x == cfg.w1 + 2),
+                     f2_last_g.eq(f1_meta.g == cfg.g1)]
         mid_sum = Signal(lane)
         for lane_i in range(L):
             m.d.comb += mid_sum[lane_i].eq(f2[1][lane_i] + Mux(y2 == 0, 0, old_mid[lane_i]))
         for k, (_, wp) in enumerate(banks):
             m.d.comb += [
                 wp.addr.eq(f2_meta.lb),
-                wp.data.eq(Mux(_role(f2_meta.ym3, k, "mid"), mid_sum, f2[2])),
-                wp.en.eq(f2_on & Mux(_role(f2_meta.ym3, k, "mid"), mid_ok,
-                                     _role(f2_meta.ym3, k, "first") & first_ok)),
+                wp.data.eq(Mux(f2_mid[k], mid_sum, f2[2])),
+                wp.en.eq(f2_wen[k]),
             ]
         # F3: the LIF update of output (y - 1, x - 2), registered into the pipeline
         li = lif.i.payload
-        m.d.sync += lif.i.valid.eq(f2_on & final_ok)
+        m.d.sync += lif.i.valid.eq(f2_final)
         for lane_i in range(L):
             m.d.sync += li.current[lane_i].eq(f2[0][lane_i] + old_final[lane_i])
         ox = f2_meta.x - 2
@@ -226,8 +235,8 @@ class Engine(wiring.Component):
             li.tag.lb.eq(f2_meta.lb),
             li.tag.ox0.eq(ox[0]),
             li.tag.oy0.eq(~y2[0]),            # oy = y - 1
-            li.tag.last_x.eq(f2_meta.x == cfg.w1 + 2),
-            li.tag.last_g.eq(f2_meta.g == cfg.g1),
+            li.tag.last_x.eq(f2_last_x),
+            li.tag.last_g.eq(f2_last_g),
         ]
         wiring.connect(m, wiring.flipped(self.o), lif.o)
         m.d.comb += self.busy.eq(self.tick.valid | v1 | v2 | f1_on | f2_on | lif.busy)

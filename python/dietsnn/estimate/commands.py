@@ -169,12 +169,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .report import summary_table, write_report
 
     target, part = _target_part(args)
+    if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1)):
+        raise CLIError(f"--lanes must be a positive power of two, not {args.lanes}")
+    table = load_energy_table(args.energy_table) if args.energy_table else HOROWITZ_45NM
     model = load_model(args.model)
     if args.lanes is None:
         args.lanes = _default_lanes(model)
-    if args.lanes < 1 or args.lanes & (args.lanes - 1):
-        raise CLIError(f"--lanes must be a positive power of two, not {args.lanes}")
-    table = load_energy_table(args.energy_table) if args.energy_table else HOROWITZ_45NM
     images, labels, sel = _images(model, args.images, args.data, mode=args.select,
                                   seed=args.seed)
     r = estimate(model, images, labels, lanes=args.lanes, target=target, part=part,

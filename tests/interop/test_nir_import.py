@@ -190,3 +190,33 @@ def test_cli_import_of_a_foreign_file(tmp_path, capsys):
     assert m.classes == ("a", "b", "c", "d")
     assert main(["import-nir", "--in", str(path), "--out", str(out), "--input-mean", "0"]) == 1
     assert "together" in capsys.readouterr().err
+
+
+def test_bad_metadata_and_weights_are_one_line_errors(tmp_path):
+    """``dt = "abc"`` in the graph metadata and an infinite weight: one clear line, exit 1."""
+    import subprocess
+    import sys
+
+    import nir
+    import numpy as np
+
+    exe = [sys.executable, "-m", "dietsnn.cli"]
+    src = tmp_path / "t.nir"
+    from dietsnn.model import load_model
+    from dietsnn.nirio.export import to_nir
+    nir.write(str(src), to_nir(load_model("tiny")))
+    g = nir.read(str(src))
+    g.metadata["dt"] = "abc"
+    nir.write(str(tmp_path / "dt.nir"), g)
+    g = nir.read(str(src))
+    node = next(n for n in g.nodes.values() if hasattr(n, "weight"))
+    w = np.array(node.weight, dtype=float)
+    w.flat[0] = np.inf
+    node.weight = w
+    nir.write(str(tmp_path / "inf.nir"), g)
+    for name, msg in (("dt.nir", "'dt' must be a finite positive number"),
+                      ("inf.nir", "weights must be finite numbers")):
+        r = subprocess.run([*exe, "import-nir", "--in", str(tmp_path / name), "--out",
+                            str(tmp_path / "m.npz")], capture_output=True, text=True)
+        assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 from dietsnn.golden import Result
 from dietsnn.model import Model
 

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from dietsnn import golden
-from dietsnn.cli import CLIError
+from dietsnn.errors import CLIError
 from dietsnn.model import Model
 
 ACT = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"

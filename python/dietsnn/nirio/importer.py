@@ -36,6 +36,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from ..errors import InputError
 from ..model import (
     CIFAR10_CLASSES,
     InputSpec,
@@ -55,8 +56,20 @@ POOLS = (nir.AvgPool2d, nir.SumPool2d)
 RTOL = 1e-6
 
 
-class NIRImportError(ValueError):
+class NIRImportError(InputError):
     """The graph cannot be represented as an integer model; the message names the node."""
+
+
+def _meta_dt(meta: dict, default: float) -> float:
+    """The graph metadata's time step ``dt``: a finite positive number."""
+    v = meta.get("dt", default)
+    try:
+        dt = float(v)
+    except (TypeError, ValueError):
+        dt = float("nan")
+    if isinstance(v, bool) or not (dt > 0 and dt < float("inf")):
+        raise NIRImportError(f"graph metadata 'dt' must be a finite positive number, not {v!r}")
+    return dt
 
 
 @dataclass(frozen=True)
@@ -266,6 +279,8 @@ def _check_conv(name: str, node: nir.Conv2d, shape: tuple[int, ...]) -> None:
 def _integer_weights(ctx: _Ctx, name: str, node: Any) -> tuple[np.ndarray, int, float]:
     """``(W_int, weight_bits, s)`` with ``W_int = W * s``; ``I_int = I_graph * s / unit``."""
     w = _arr(node.weight)
+    if not np.all(np.isfinite(w)):
+        raise NIRImportError(f"{_desc(name, node)}: weights must be finite numbers")
     meta_bits = node.metadata.get("weight_bits") if ctx.ours else None
     if np.all(w == np.rint(w)):
         lo, hi = int(w.min(initial=0)), int(w.max(initial=0))
@@ -521,7 +536,7 @@ def from_nir(graph: nir.NIRGraph, options: ImportOptions | None = None, *,
         if spec.shape != shape:
             raise NIRImportError(f"node {chain[0][0]!r} (Input): shape {list(shape)} differs "
                                  f"from the recorded input {list(spec.shape)}")
-        ctx = _Ctx(opts, report, float(meta.get("dt", DEFAULT_DT)), True, 1.0)
+        ctx = _Ctx(opts, report, _meta_dt(meta, DEFAULT_DT), True, 1.0)
     else:
         c = shape[0]
         spec = opts.input or InputSpec(shape=shape, mean=(0.0,) * c, std=(1.0,) * c,
@@ -529,7 +544,7 @@ def from_nir(graph: nir.NIRGraph, options: ImportOptions | None = None, *,
         if spec.shape != shape:
             raise NIRImportError(f"the input quantisation is for {list(spec.shape)} but node "
                                  f"{chain[0][0]!r} (Input) is {list(shape)}")
-        ctx = _Ctx(opts, report, float(meta.get("dt", opts.dt)), False, spec.scale)
+        ctx = _Ctx(opts, report, _meta_dt(meta, opts.dt), False, spec.scale)
     try:
         layers, weights = _layers(ctx, chain, shape)
     except ModelFileError as e:  # a shape the integer model does not allow (e.g. odd pooling)

@@ -209,6 +209,7 @@ class _Ctx:
     dt: float
     ours: bool
     input_unit: float  # graph input = q * input_unit
+    node: str = ""     # the node being converted (named by errors)
 
     def lossy(self, name: str, node: Any, what: str, hint: str) -> None:
         if not self.opts.approximate:
@@ -410,6 +411,7 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
 
     while i < n:
         name, node = chain[i]
+        ctx.node = _desc(name, node)
         unit = ctx.input_unit if not layers else 1.0
         if isinstance(node, POOLS):
             if len(shape) != 3 or not layers or not (layers[-1].is_lif
@@ -549,6 +551,12 @@ def from_nir(graph: nir.NIRGraph, options: ImportOptions | None = None, *,
         layers, weights = _layers(ctx, chain, shape)
     except ModelFileError as e:  # a shape the integer model does not allow (e.g. odd pooling)
         raise NIRImportError(str(e)) from None
+    except NIRImportError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, IndexError, AttributeError) as e:
+        # a parameter of the wrong kind (a string, a ragged or empty array, ...)
+        raise NIRImportError(f"{ctx.node or 'graph'}: malformed parameter "
+                             f"({type(e).__name__}: {e})") from None
     if ours:
         man = dict(manifest)
         man["layers"] = [x.to_json() for x in layers]

@@ -146,7 +146,8 @@ class Engine(wiring.Component):
 
         win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
                for i in range(3)]
-        ev, mv, ps = v2 & tick2.ev, v2 & tick2.mv, v2 & tick2.ps
+        mv = v2 & tick2.mv
+        ctl = _control_copies(m, v1, tick1, copies=3 * ((L + 7) // 8))
         for i in range(3):
             for j in range(3):
                 tap = w2[(2 - i) * 3 + (2 - j)]
@@ -156,10 +157,11 @@ class Engine(wiring.Component):
                     tap = sel
                 nxt = win[i][j + 1] if j < 2 else None
                 for lane_i in range(L):
+                    ev, mv_c, ps = ctl[(i * ((L + 7) // 8) + lane_i // 8) % len(ctl)]
                     if nxt is not None:
-                        base = Mux(ps, 0, Mux(mv, nxt[lane_i], win[i][j][lane_i]))
+                        base = Mux(ps, 0, Mux(mv_c, nxt[lane_i], win[i][j][lane_i]))
                     else:
-                        base = Mux(ps | mv, 0, win[i][j][lane_i])
+                        base = Mux(ps | mv_c, 0, win[i][j][lane_i])
                     add = Mux(ev, tap[lane_i], 0)
                     m.d.sync += win[i][j][lane_i].eq(base + add)
 
@@ -241,6 +243,31 @@ class Engine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), lif.o)
         m.d.comb += self.busy.eq(self.tick.valid | v1 | v2 | f1_on | f2_on | lif.busy)
         return m
+
+
+def _control_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
+    """Registered copies ``(ev, mv, ps)`` of the window's controls, each driving a share of
+    the ``9 x L x cur_bits`` window muxes instead of all of them.
+
+    Synthesis merges identical registers, so copy ``k`` is computed as a *different* function
+    that equals the control on every tick the scanner makes: ``ps`` implies ``x == 0``, ``mv``
+    implies ``cg == 0``, and ``slot`` always equals ``b % 9``; copy ``k`` masks those fields
+    with its own non-zero mask (``ps & ~any(x & mask_k)``, ...).
+    """
+    xs, cgs = len(tick.x), len(tick.cg)
+    n = max(1, min(copies, 2 ** xs - 1, 2 ** cgs - 1, 15))
+    out = []
+    for k in range(n):
+        mask = k + 1
+        ev = Signal(name=f"ctl_ev{k}")
+        mv = Signal(name=f"ctl_mv{k}")
+        ps = Signal(name=f"ctl_ps{k}")
+        slot_ok = ~((tick.slot ^ (tick.b % 9)) & (mask & 15)).any()
+        m.d.sync += [ev.eq(valid & tick.ev & slot_ok),
+                     mv.eq(valid & tick.mv & ~(tick.cg & (mask % (2 ** cgs))).any()),
+                     ps.eq(valid & tick.ps & ~(tick.x & (mask % (2 ** xs))).any())]
+        out.append((ev, mv, ps))
+    return out
 
 
 def _role(ym3: Any, k: int, role: str) -> Any:

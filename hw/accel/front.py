@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 8          (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 9          (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
@@ -135,8 +135,15 @@ class Front(wiring.Component):
         m.d.comb += pix.eq(c * (H * W) + iy.as_unsigned()[:len(pix)] * W
                            + ix.as_unsigned()[:len(pix)])
         shift = (ppb - 1).bit_length()
-        m.d.comb += [self.img_addr.eq(pix >> shift),
-                     wr_rom.addr.eq(g * f.taps + k), wr_rom.en.eq(1)]
+        # the tap's addresses and flags, registered (the address arithmetic is its own stage)
+        t_on, t_in, t_first, t_last = (Signal(name=f"t_{n}") for n in
+                                       ("on", "in", "first", "last"))
+        t_pix = Signal.like(pix)
+        t_row = Signal(range(max(2, len(p.front_rows))))
+        m.d.sync += [t_on.eq(on), t_in.eq(inside), t_first.eq(k == 0), t_last.eq(last_k),
+                     t_pix.eq(pix), t_row.eq(g * f.taps + k)]
+        m.d.comb += [self.img_addr.eq(t_pix >> shift),
+                     wr_rom.addr.eq(t_row), wr_rom.en.eq(1)]
         # ---- B: read; C: pixel select; D: multiply; E: accumulate ---------------------------
         b_on, b_in, b_first, b_last = (Signal(name=f"b_{n}") for n in
                                        ("on", "in", "first", "last"))
@@ -145,8 +152,8 @@ class Front(wiring.Component):
         a_on, a_in, a_first, a_last = (Signal(name=f"a_{n}") for n in
                                        ("on", "in", "first", "last"))
         a_lane = Signal(max(1, shift), name="a_lane")
-        m.d.sync += [a_on.eq(on), a_in.eq(inside), a_lane.eq(pix[:shift] if shift else 0),
-                     a_first.eq(k == 0), a_last.eq(last_k)]
+        m.d.sync += [a_on.eq(t_on), a_in.eq(t_in), a_lane.eq(t_pix[:shift] if shift else 0),
+                     a_first.eq(t_first), a_last.eq(t_last)]
         m.d.sync += [b_on.eq(a_on), b_in.eq(a_in), b_lane.eq(a_lane), b_first.eq(a_first),
                      b_last.eq(a_last)]
         w_b = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)

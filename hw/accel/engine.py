@@ -84,6 +84,19 @@ def writer_config_layout(plan: AccelPlan) -> data.StructLayout:
     })
 
 
+def spike_write_members(*, lanes: int, depth: int) -> dict[str, Any]:
+    """The members of a unit that writes spike maps: ``wr_addr``, ``wr_data``, ``wr_en`` (a
+    map's write port, ``depth`` words of ``lanes`` bits) and ``lif_pop``/``lif_inc``,
+    ``pool_pop``/``pool_inc`` (popcounts for the debug spike counters)."""
+    return {
+        "wr_addr": Out(max(1, (depth - 1).bit_length())),
+        "wr_data": Out(lanes),
+        "wr_en": Out(1),
+        "lif_pop": Out(range(lanes + 1)), "lif_inc": Out(1),
+        "pool_pop": Out(range(lanes + 1)), "pool_inc": Out(1),
+    }
+
+
 class Engine(wiring.Component):
     """Window, line buffer and LIF pipeline of the event-driven stages (module docstring).
 
@@ -297,11 +310,7 @@ class MapWriter(wiring.Component):
             "cfg": In(writer_config_layout(plan)),
             "start": In(1),
             "i": In(stream.Signature(in_shape, always_ready=True)),
-            "wr_addr": Out(max(1, (depth - 1).bit_length())),
-            "wr_data": Out(L),
-            "wr_en": Out(1),
-            "lif_pop": Out(range(L + 1)), "lif_inc": Out(1),
-            "pool_pop": Out(range(L + 1)), "pool_inc": Out(1),
+            **spike_write_members(lanes=L, depth=depth),
         })
 
     def elaborate(self, platform: Any) -> Module:

@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from ..neuron import NeuronArray
 from .blocks import popcount
 from .cycles import front_period
+from .engine import spike_write_members
 from .plan import AccelPlan
 
 
@@ -57,11 +58,7 @@ class Front(wiring.Component):
             "busy": Out(1),
             "img_addr": Out(max(1, (plan.beats - 1).bit_length())),
             "img_data": In(plan.data_bits),
-            "wr_addr": Out(max(1, (plan.map_depth["M"] - 1).bit_length())),
-            "wr_data": Out(L),
-            "wr_en": Out(1),
-            "lif_pop": Out(range(L + 1)), "lif_inc": Out(1),
-            "pool_pop": Out(range(L + 1)), "pool_inc": Out(1),
+            **spike_write_members(lanes=L, depth=plan.map_depth["M"]),
         })
 
     def elaborate(self, platform: Any) -> Module:

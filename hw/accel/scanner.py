@@ -152,7 +152,7 @@ class Scanner(wiring.Component):
         # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later (block RAM
         # and its output register) and is pushed into a small FIFO with its item; B takes the
         # FIFO's head. Credits bound the items between A and B, so nothing is ever dropped.
-        depth = READ_LATENCY + 2
+        depth = READ_LATENCY + 4
         count = Signal(range(depth + 1))
         fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
         fifo_word = [Signal(L, name=f"fifo_word{k}", reset_less=True) for k in range(depth)]
@@ -173,7 +173,7 @@ class Scanner(wiring.Component):
         stored = Signal(range(depth + 1))    # items in the FIFO
         m.d.comb += [
             take.eq((stored != 0) & (~b_on | b_fin)),
-            issue.eq(a_on & ((count < depth) | take)),
+            issue.eq(a_on & (count < depth - 1)),     # credits alone: never waits for B
             self.rd_addr.eq(ra),
             self.rd_en.eq(issue & real),
             self.busy.eq(a_on | (count != 0) | b_on),

@@ -1,4 +1,4 @@
-"""Small combinational building blocks of the accelerator: popcount and lowest set bit.
+"""Small combinational building blocks of the accelerator: a popcount.
 """
 
 from __future__ import annotations
@@ -16,19 +16,4 @@ def popcount(m: Module, bits: Value, name: str) -> Signal:
         terms = nxt
     out = Signal(range(len(bits) + 1), name=name)
     m.d.comb += out.eq(terms[0])
-    return out
-
-
-def lowest_set(m: Module, word: Value, name: str) -> Signal:
-    """Index of the lowest set bit of ``word`` (0 when ``word`` is 0)."""
-    n = len(word)
-    onehot = Signal(n, name=f"{name}_oh")
-    m.d.comb += onehot.eq(word & (~word + 1))
-    out = Signal(range(max(n, 2)), name=name)
-    for k in range(len(out)):
-        bit = 0
-        for i in range(n):
-            if (i >> k) & 1:
-                bit = bit | onehot[i]
-        m.d.comb += out[k].eq(bit)
     return out

@@ -43,9 +43,6 @@ from .blocks import popcount
 from .lif import LIFPipe, params_layout
 from .plan import AccelPlan, pack
 
-#: Clocks from a tick leaving the scanner to the LIF pipeline accepting its flush (E0..F3).
-ENGINE_LATENCY = 5
-
 
 def engine_config_layout(plan: AccelPlan) -> data.StructLayout:
     """Per-stage settings of the engine: ``h1, w1`` (map size minus one), ``g1`` (groups minus

@@ -7,7 +7,7 @@ the last tick the argmax takes ``K`` clocks, comparing one logit per clock (ties
 lowest index: a later logit replaces the best only when strictly greater).
 
 Pipeline: tick (row address) -> row read -> accumulate; ``done`` pulses
-:data:`OUT_TAIL` clocks after the stage's last tick.
+``K + 5`` clocks after the stage's last tick.
 """
 
 from __future__ import annotations
@@ -19,11 +19,6 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .plan import AccelPlan
-
-
-def out_tail(plan: AccelPlan) -> int:
-    """Clocks from the stage's last tick to ``done`` (accumulate pipeline plus the argmax)."""
-    return 3 + plan.classes + 2
 
 
 def result_layout(plan: AccelPlan) -> data.StructLayout:

@@ -6,9 +6,11 @@ shift register fed by one pin and its outputs are captured into a shift register
 one pin. Every port stays observable and every path starts and ends at a flip-flop. Resources
 are reported for the design itself (the harness is excluded).
 
-Synthesis keeps the hierarchy (``synth_ecp5 -noflatten``, ``synth_ice40 -noflatten``,
-``synth_xilinx`` which does not flatten by default), so ``stat -json`` gives cells per module
-and :func:`module_totals` adds them up the hierarchy into one row per component.
+Synthesis keeps the hierarchy at the top: each direct submodule of the top (a *component*)
+is synthesised in a yosys process of its own and flattened inside (as a vendor flow would:
+constants that a component drives into its own submodules propagate into them), the top's own
+logic in another; ``stat -json`` gives cells per component and :func:`module_totals` adds
+them up into one row per component.
 
 Logic depth: after ``stat`` the netlist is flattened, its sequential cells (flip-flops, block
 RAMs, DSPs) are deleted and ``ltp -noff`` reports the longest combinational path in cells
@@ -454,13 +456,27 @@ def module_names(verilog: str) -> list[str]:
     return [_name(m.group(1).lstrip("\\")) for m in _MODULE.finditer(verilog)]
 
 
+def children(verilog: str, module: str, names: list[str]) -> list[str]:
+    """The modules among ``names`` that ``module`` instantiates directly."""
+    m = re.search(r"^module\s+\\?" + re.escape(_vid(module).strip().lstrip("\\")) + r"[\s(]"
+                  r"(.*?)^endmodule", verilog, re.M | re.S)
+    if m is None:
+        return []
+    body = m.group(1)
+    return [n for n in names if n != module and re.search(
+        r"^\s*\\?" + re.escape(_vid(n).strip().lstrip("\\")) + r"\s+\S+\s*\(", body, re.M)]
+
+
 def _module_run(target: str, p: Part, module: str, others: list[str],
-                inputs: dict[str, bytes], label: str) -> Any:
-    """Synthesise ``module`` alone, every other module a black box (one yosys process)."""
+                inputs: dict[str, bytes], label: str, *, flatten: bool = False) -> Any:
+    """Synthesise ``module`` with ``others`` as black boxes (one yosys process); with
+    ``flatten`` its own submodules are flattened into it."""
     boxes = " ".join(_vid(o).strip() for o in others)
-    fam = {"xc7": f"synth_xilinx -family xc7 -noiopad -top {_vid(module).strip()}",
-           "ecp5": f"synth_ecp5 -noflatten -top {_vid(module).strip()}",
-           "ice40": (f"synth_ice40{' -dsp' if p.dsp else ''} -noflatten "
+    keep = "" if flatten else " -noflatten"
+    fam = {"xc7": (f"synth_xilinx -family xc7 -noiopad{' -flatten' if flatten else ''} "
+                   f"-top {_vid(module).strip()}"),
+           "ecp5": f"synth_ecp5{keep} -top {_vid(module).strip()}",
+           "ice40": (f"synth_ice40{' -dsp' if p.dsp else ''}{keep} "
                      f"-top {_vid(module).strip()}")}[target]
     script = "\n".join([
         "read_verilog -sv design.v", "read_verilog harness.v",
@@ -476,8 +492,8 @@ def synthesize(design: Design, target: str, *, part: str | None = None,
                cache: bool = True) -> Synthesis:
     """Synthesise ``design`` for ``target`` with yosys; see the module docstring.
 
-    Each module of the design (and the harness) is synthesised in a yosys process of its
-    own, the others black boxes; a last process joins the mapped netlists, counts the cells
+    The top's own logic, each component (direct submodule of the top, flattened) and the
+    harness are synthesised in a yosys process each, the others black boxes; a last process joins the mapped netlists, counts the cells
     (``stat``) and measures the logic depth. Besides keeping each run small, this sidesteps a
     yosys ABC re-integration fault that whole-design runs of large hierarchies can hit.
     """
@@ -487,11 +503,16 @@ def synthesize(design: Design, target: str, *, part: str | None = None,
     wrap = harness(top, ports)
     text, mems = externalise_memories(design.verilog)
     inputs = {"design.v": text.encode(), "harness.v": wrap.encode(), **mems}
-    modules = [*module_names(text), WRAP_TOP]
+    names = module_names(text)
+    comps_of_top = children(text, top, names)
     parts = {}
-    for mod in modules:
-        others = [o for o in modules if o != mod]
-        run = _module_run(target, p, mod, others, inputs, design.label)
+    for mod in [top, *comps_of_top, WRAP_TOP]:
+        if mod in comps_of_top:      # a component: its own submodules flattened into it
+            others = [o for o in (top, WRAP_TOP, *comps_of_top) if o != mod]
+        else:
+            others = [o for o in (*names, WRAP_TOP) if o != mod]
+        run = _module_run(target, p, mod, others, inputs, design.label,
+                          flatten=mod in comps_of_top)
         parts[f"part{len(parts)}.json"] = run.path("part.json").read_bytes()
     seq = " ".join(f"t:{c}" for c in SEQUENTIAL[target])
     lib = {"xc7": ["+/xilinx/cells_sim.v", "+/xilinx/cells_xtra.v"],

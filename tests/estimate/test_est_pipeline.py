@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -84,11 +85,14 @@ def test_estimate_and_report(tool_cache, tmp_path):
     assert "fits LFE5U-25F" in text and "MHz" in text and "ANN/SNN" in text
     files = write_report(r, tmp_path / "rep", command="dietsnn estimate ...")
     names = sorted(p.name for p in files)
-    assert names == ["energy.png", "report.json", "report.md", "resources.png",
+    assert names == ["energy.png", "report.html", "report.json", "report.md", "resources.png",
                      "spike_rate.png"]
     for p in files:
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            # the page holds every plot itself, byte for byte
+            page = (tmp_path / "rep" / "report.html").read_text()
+            assert base64.b64encode(p.read_bytes()).decode() in page
     assert json.loads((tmp_path / "rep" / "report.json").read_text()) == r
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Resources per component" in md and "![energy.png](energy.png)" in md
@@ -103,7 +107,8 @@ def test_xc7_says_timing_needs_vendor_tools(tool_cache, tmp_path):
                  clock_mhz=100.0, progress=False)
     assert r["timing"]["fmax_mhz"] is None and "vendor tools" in r["timing"]["note"]
     assert r["timing"]["logic_depth"] > 1
-    assert r["latency"]["clock_source"] == "--clock-mhz" and r["latency"]["clock_mhz"] == 100
+    assert r["latency"]["clock_source"] == "--clock-mhz (user-given, not measured)"
+    assert r["latency"]["clock_mhz"] == 100 and r["latency"]["images_per_s"] > 0
     assert r["model"]["accuracy_vs_T"] == {"1": 0.2, "3": 0.5, "5": 0.6}
     names = {p.name for p in write_report(r, tmp_path)}
     assert "accuracy_vs_T.png" in names

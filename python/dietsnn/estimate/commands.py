@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from dietsnn.errors import CLIError
-from dietsnn.model import Model, load_model
+from dietsnn.model import Model
+from dietsnn.parallel import check_jobs
 from dietsnn.selection import MODES
 
 from .energy import HOROWITZ_45NM, load_energy_table
@@ -43,6 +44,22 @@ def _images(model: Model, n: int, data: str | None, *, split: str = "test",
         raise CLIError(f"image selection: {e}") from None
 
 
+def load_model(spec: str) -> Model:
+    """A model file, a shipped name or ``random:ARCH[:SEED]``: the one resolver of the command
+    line (:func:`dietsnn.hw.commands.resolve_model`, as ``rtl`` and ``sim`` use)."""
+    from dietsnn.hw.commands import resolve_model
+
+    return resolve_model(spec)
+
+
+def _jobs(text: str) -> int:
+    try:
+        return check_jobs(int(text))
+    except (ValueError, CLIError):
+        raise argparse.ArgumentTypeError(
+            f"--jobs must be a positive integer, not {text!r}") from None
+
+
 def _lanes(text: str) -> list[int]:
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
@@ -67,7 +84,8 @@ def _target_part(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def _common(p: argparse.ArgumentParser, images: int) -> None:
-    p.add_argument("--model", required=True, help="model file or shipped name (cifar10, tiny)")
+    p.add_argument("--model", required=True,
+                   help="model file, shipped name (cifar10, tiny) or random:ARCH[:SEED]")
     p.add_argument("--images", type=int, default=images,
                    help=f"CIFAR-10 test images to run (default {images}), chosen by --select")
     p.add_argument("--select", choices=MODES, default="spread",
@@ -88,7 +106,9 @@ def _hw_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freq", type=float, default=100.0,
                    help="nextpnr target frequency in MHz (default 100)")
     p.add_argument("--clock-mhz", type=float, default=None,
-                   help="clock for latency when there is no Fmax (xc7)")
+                   help="clock (MHz) for latency and images/s wherever place and route gives "
+                        "no Fmax: xc7 (no open place and route), --no-pnr, --no-synth, a "
+                        "failed fit; reported as user-given")
     p.add_argument("--no-pnr", action="store_true", help="skip place and route")
     p.add_argument("--no-cache", action="store_true", help="rerun the tools even if cached")
 
@@ -116,6 +136,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated lane counts (default 4,8,16,32,64)")
     _hw_args(p)
     p.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
+    p.add_argument("--jobs", type=_jobs, default=1,
+                   help="points synthesised at once in local processes (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the points on this Dask distributed scheduler's workers "
+                        "(README: a sweep on a cluster)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("baseline", help="the ANN baseline with hls4ml (Vitis, io_stream)")
@@ -165,12 +190,15 @@ def _default_lanes(model) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    from .layers import layer_rows_table
     from .pipeline import estimate
-    from .report import summary_table, write_report
+    from .report import _md_table, summary_table, write_report
 
     target, part = _target_part(args)
     if args.lanes is not None and (args.lanes < 1 or args.lanes & (args.lanes - 1)):
         raise CLIError(f"--lanes must be a positive power of two, not {args.lanes}")
+    if args.clock_mhz is not None and not args.clock_mhz > 0:
+        raise CLIError(f"--clock-mhz must be a positive number of MHz, not {args.clock_mhz}")
     table = load_energy_table(args.energy_table) if args.energy_table else HOROWITZ_45NM
     model = load_model(args.model)
     if args.lanes is None:
@@ -185,8 +213,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.report:
         paths = write_report(r, args.report, command=r["command"])
         r["report_files"] = [str(x) for x in paths]
-    _emit(args, r, summary_table(r) + (f"\nreport: {args.report}/report.md"
-                                       if args.report else ""))
+    text = summary_table(r)
+    if (r.get("layers") or {}).get("rows"):
+        head, rows = layer_rows_table(r["layers"])
+        text += "\n\nper layer (mean per image):\n" + _md_table(head, rows)
+    if args.report:
+        text += f"\nreport: {args.report}/report.md, {args.report}/report.html"
+    _emit(args, r, text)
     return 0
 
 
@@ -199,7 +232,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                   seed=args.seed)
     s = sweep(model, images, labels, lanes=args.lanes, target=target, part=part,
               pnr=not args.no_pnr, freq_mhz=args.freq, clock_mhz=args.clock_mhz,
-              cache=not args.no_cache, selection=sel)
+              cache=not args.no_cache, selection=sel, jobs=args.jobs,
+              scheduler=args.scheduler)
     paths = write_sweep(s, args.out)
     s["files"] = [str(x) for x in paths]
     _emit(args, s, sweep_table(s) + f"\nwritten: {', '.join(map(str, paths))}")

@@ -71,11 +71,14 @@ def _phase(line: str) -> str | None:
 
 
 def place_and_route(synth: Synthesis, *, part: str | None = None, freq_mhz: float = 100.0,
-                    seed: int = 1, threads: int = 2, cache: bool = True) -> PlaceRoute:
+                    seed: int = 1, threads: int = 2, cache: bool = True,
+                    speed: int | None = None) -> PlaceRoute:
     """Place and route ``synth`` (ecp5 / ice40) on ``part`` and report its Fmax.
 
-    A design that does not fit, or any nextpnr failure, gives a result with ``error`` set
-    rather than an exception (a missing nextpnr still raises ToolMissingError).
+    ``speed`` is the ECP5 speed grade (6, the slowest and nextpnr's default, 7 or 8; None:
+    nextpnr's default). A design that does not fit, or any nextpnr failure, gives a result
+    with ``error`` set rather than an exception (a missing nextpnr still raises
+    ToolMissingError).
     """
     if synth.target not in TOOL:
         raise ValueError(f"no open place and route for target {synth.target}: timing needs "
@@ -88,6 +91,10 @@ def place_and_route(synth: Synthesis, *, part: str | None = None, freq_mhz: floa
             f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed), unconstrained]
     if synth.target == "ecp5":
         args += ["--threads", str(threads)]
+    if speed is not None:
+        if synth.target != "ecp5" or speed not in (6, 7, 8):
+            raise ValueError(f"speed grade {speed!r}: only ECP5 has speed grades (6, 7, 8)")
+        args += ["--speed", str(speed)]
     netlist = synth.netlist.read_bytes()
     if synth.target == "ecp5":  # block RAM outputs registered in the RAM (see outreg)
         nl = json.loads(netlist)

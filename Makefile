@@ -8,8 +8,11 @@ SIM    ?=
 IMAGES ?=
 MODEL  ?=
 WAVES  ?=
+# Options of bench/figures.py for `make figures` (default: the cheap figures), e.g.
+# FIGURES="--group pnr", FIGURES="--only neuron-synth", FIGURES=--all, FIGURES=--list.
+FIGURES ?=
 
-.PHONY: install sim test lint bench clean
+.PHONY: install sim test lint bench figures clean
 
 install: $(STAMP)
 
@@ -30,6 +33,9 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+figures: install
+	$(PY) bench/figures.py $(FIGURES)
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -499,8 +499,9 @@ def synthesize(design: Design, target: str, *, part: str | None = None,
 
     The top's own logic, each component (direct submodule of the top, flattened) and the
     harness are synthesised in a yosys process each, the others black boxes; a last process
-    joins the mapped netlists, counts the cells (``stat``) and measures the logic depth. Besides keeping each run small, this sidesteps a
-    yosys ABC re-integration fault that whole-design runs of large hierarchies can hit.
+    joins the mapped netlists, counts the cells (``stat``) and measures the logic depth.
+    Besides keeping each run small, this sidesteps a yosys ABC re-integration fault that
+    whole-design runs of large hierarchies can hit.
     """
     check_target(target)
     p = get_part(part or DEFAULT_PART[target], target)

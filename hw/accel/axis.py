@@ -108,7 +108,8 @@ class ResultStreamer(wiring.Component):
     Members
     -------
     m_axis : ``Out(axis_signature(OUT_DATA_BITS))``.
-    load : ``In(1)`` a pulse (only while ``free``): take ``result`` and ``info``.
+    load : ``In(1)`` a pulse (only while ``free``): take ``result`` and ``info``, which must
+        hold one more clock (the load is registered).
     result : ``In(result_shape)``; info : ``In(info_shape)`` side data held with it.
     free : ``Out(1)``; held_info : ``Out(info_shape)`` the side data of the result being sent
         (valid while ``m_axis.tvalid``).
@@ -134,14 +135,18 @@ class ResultStreamer(wiring.Component):
         on = Signal()
         k = Signal(range(K + 1))
         words = [res.cls.as_unsigned()] + [res.logits[j].as_signed() for j in range(K)]
+        take = Signal()
         m.d.comb += [
-            self.free.eq(~on),
+            self.free.eq(~on & ~take),
             ax.tvalid.eq(on),
             ax.tdata.eq(Array(words)[k]),
             ax.tlast.eq(k == K),
             self.held_info.eq(info),
         ]
-        with m.If(self.load & ~on):
+        # ``load`` is registered first (it fans out to every held bit); ``result`` and
+        # ``info`` are still the same one clock later
+        m.d.sync += take.eq(self.load & ~on)
+        with m.If(take):
             m.d.sync += [res.eq(self.result), info.eq(self.info), on.eq(1), k.eq(0)]
         with m.Elif(on & ax.tready):
             m.d.sync += k.eq(k + 1)

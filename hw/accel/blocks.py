@@ -1,19 +1,34 @@
-"""Small combinational building blocks of the accelerator: a popcount.
+"""Small building blocks of the accelerator: a pipelined popcount.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
+#: Clocks from ``bits`` (with its valid) to the registered count of :func:`popcount`.
+POP_LATENCY = 2
 
-def popcount(m: Module, bits: Value, name: str) -> Signal:
-    """Number of set bits of ``bits`` (a balanced adder tree)."""
-    terms: list[Value] = [bits[i] for i in range(len(bits))]
+
+def _tree(terms: list[Value]) -> Value:
     while len(terms) > 1:
         nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
         if len(terms) % 2:
             nxt.append(terms[-1])
         terms = nxt
-    out = Signal(range(len(bits) + 1), name=name)
-    m.d.comb += out.eq(terms[0])
-    return out
+    return terms[0]
+
+
+def popcount(m: Module, bits: Value, valid: Value, name: str) -> tuple[Signal, Signal, Signal]:
+    """The number of set bits of ``bits``, :data:`POP_LATENCY` clocks later, in two registered
+    steps (counts of 8-bit chunks, then their sum): ``(count, count_valid, busy)`` where
+    ``busy`` is high while a valid word is in the pipeline."""
+    chunks = [bits[i:i + 8] for i in range(0, len(bits), 8)]
+    part = [Signal(range(len(c) + 1), name=f"{name}_c{k}", reset_less=True)
+            for k, c in enumerate(chunks)]
+    v1, v2 = Signal(name=f"{name}_v1"), Signal(name=f"{name}_v2")
+    out = Signal(range(len(bits) + 1), name=name, reset_less=True)
+    m.d.sync += [p.eq(_tree([c[i] for i in range(len(c))])) for p, c in zip(part, chunks)]
+    m.d.sync += [v1.eq(valid), v2.eq(v1), out.eq(_tree(list(part)))]
+    busy = Signal(name=f"{name}_busy")
+    m.d.comb += busy.eq(v1 | v2)
+    return out, v2, busy

@@ -300,12 +300,11 @@ class Accelerator(wiring.Component):
                              wp.en.eq(writer.wr_en & (cfg.dst == MAPS.index(name)))]
         m.d.comb += [self.mon.b_en.eq(writer.wr_en), self.mon.b_addr.eq(writer.wr_addr),
                      self.mon.b_data.eq(writer.wr_data), self.mon.b_stage.eq(s_idx)]
-        with m.If(writer.lif_inc & cfg.has_count):
-            m.d.sync += Array(b_counts)[cfg.count].eq(Array(b_counts)[cfg.count]
-                                                      + writer.lif_pop)
-        with m.If(writer.pool_inc & cfg.has_pool):
-            m.d.sync += Array(b_counts)[cfg.pool_count].eq(Array(b_counts)[cfg.pool_count]
-                                                           + writer.pool_pop)
+        for k in range(nc):     # (a stage's counters are distinct: never both at once)
+            with m.If(writer.lif_inc & cfg.has_count & (cfg.count == k)):
+                m.d.sync += b_counts[k].eq(b_counts[k] + writer.lif_pop)
+            with m.If(writer.pool_inc & cfg.has_pool & (cfg.pool_count == k)):
+                m.d.sync += b_counts[k].eq(b_counts[k] + writer.pool_pop)
 
         with m.FSM(name="back"):
             with m.State("IDLE"):
@@ -327,7 +326,7 @@ class Accelerator(wiring.Component):
                 with m.If(cfg.out):
                     with m.If(outu.done):
                         m.next = "RESULT"
-                with m.Elif(~scanner.busy & ~engine.busy & ~start_stage):
+                with m.Elif(~scanner.busy & ~engine.busy & ~writer.busy & ~start_stage):
                     m.d.sync += s_idx.eq(s_idx + 1)
                     m.next = "CFG"
             with m.State("RESULT"):

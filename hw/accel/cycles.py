@@ -4,10 +4,10 @@ The two halves of the accelerator work on consecutive images (:mod:`.core`), so 
 stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, where
 
 * ``front`` (``debug.front_cycles``) is data-independent:
-  ``G1 * H * W * period + 3T + 9`` with ``period = max(C_in * 9, 3T)``
+  ``G1 * H * W * period + 3T + 11`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
-  ``sum over LIF stages (N_s + 19) + N_out + K + 13`` where ``N`` is the stage's tick count,
+  ``sum over LIF stages (N_s + 21) + N_out + K + 13`` where ``N`` is the stage's tick count,
   one tick per set bit of a map word, one for a zero word, one per virtual position (two per
   row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
 
@@ -32,11 +32,11 @@ from ...model import Model
 from .plan import AccelPlan, EventStage, make_plan
 
 #: Clocks a LIF stage costs beyond its ticks (start, pipeline fill and drain).
-STAGE_OVERHEAD = 19
+STAGE_OVERHEAD = 21
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
 BACK_OVERHEAD = 13
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
-FRONT_FILL = 9
+FRONT_FILL = 11
 
 
 def front_period(plan: AccelPlan) -> int:

@@ -296,7 +296,8 @@ class MapWriter(wiring.Component):
     i : ``In(stream.Signature(...))`` the engine's ``o``.
     wr_addr, wr_data, wr_en : ``Out`` the output map's write port.
     lif_pop, pool_pop : ``Out`` popcounts of a LIF word (every update) and of a written pooled
-        word, valid with ``lif_inc`` and ``pool_inc``.
+        word, valid with ``lif_inc`` and ``pool_inc`` (:data:`~.blocks.POP_LATENCY` clocks
+        after the word). busy : ``Out(1)`` a popcount is still in its pipeline.
     """
 
     def __init__(self, *, plan: AccelPlan, in_shape: Any) -> None:
@@ -308,6 +309,7 @@ class MapWriter(wiring.Component):
             "start": In(1),
             "i": In(stream.Signature(in_shape, always_ready=True)),
             **spike_write_members(lanes=L, depth=depth),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform: Any) -> Module:
@@ -350,11 +352,9 @@ class MapWriter(wiring.Component):
                     m.d.sync += [gcur.eq(gcur + 1), a.eq(row_base + gcur + 1)]
             with m.Else():
                 m.d.sync += a.eq(a + cfg.g)
-        # popcounts, one clock later (off the write path)
-        s_r = Signal(L)
-        pool_r = Signal(L)
-        m.d.sync += [s_r.eq(spikes), pool_r.eq(both | hold),
-                     self.lif_inc.eq(on), self.pool_inc.eq(on & pooled_write)]
-        m.d.comb += [self.lif_pop.eq(popcount(m, s_r, "lif_pop")),
-                     self.pool_pop.eq(popcount(m, pool_r, "pool_pop"))]
+        # popcounts, pipelined (off the write path); busy until the last one is out
+        pop, inc, b1 = popcount(m, spikes, on, "lif_pop")
+        ppop, pinc, b2 = popcount(m, both | hold, on & pooled_write, "pool_pop")
+        m.d.comb += [self.lif_pop.eq(pop), self.lif_inc.eq(inc),
+                     self.pool_pop.eq(ppop), self.pool_inc.eq(pinc), self.busy.eq(b1 | b2)]
         return m

@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 9          (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 11         (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
@@ -245,12 +245,12 @@ class Front(wiring.Component):
             m.d.sync += busy.eq(1)
         with m.Elif(pix_done & (wg == G - 1) & (wrow == rows - 1) & (wcol == cols - 1)):
             m.d.sync += busy.eq(0)
-        m.d.comb += self.busy.eq(busy)
-        s_r = Signal(L)
-        m.d.sync += [s_r.eq(spikes), self.lif_inc.eq(beat)]
-        m.d.comb += self.lif_pop.eq(popcount(m, s_r, "front_lif_pop"))
+        # popcounts for the debug counters (pipelined; busy until the last one is out)
+        pop, inc, pop_busy = popcount(m, spikes, beat, "front_lif_pop")
+        m.d.comb += [self.lif_pop.eq(pop), self.lif_inc.eq(inc)]
         if pooled:      # (an unpooled front leaves pool_inc and pool_pop at 0)
-            p_r = Signal(L)
-            m.d.sync += [p_r.eq(word), self.pool_inc.eq(write)]
-            m.d.comb += self.pool_pop.eq(popcount(m, p_r, "front_pool_pop"))
+            ppop, pinc, ppop_busy = popcount(m, word, write, "front_pool_pop")
+            m.d.comb += [self.pool_pop.eq(ppop), self.pool_inc.eq(pinc)]
+            pop_busy = pop_busy | ppop_busy
+        m.d.comb += self.busy.eq(busy | pop_busy)
         return m

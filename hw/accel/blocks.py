@@ -27,7 +27,8 @@ def popcount(m: Module, bits: Value, valid: Value, name: str) -> tuple[Signal, S
             for k, c in enumerate(chunks)]
     v1, v2 = Signal(name=f"{name}_v1"), Signal(name=f"{name}_v2")
     out = Signal(range(len(bits) + 1), name=name, reset_less=True)
-    m.d.sync += [p.eq(_tree([c[i] for i in range(len(c))])) for p, c in zip(part, chunks)]
+    m.d.sync += [p.eq(_tree([c[i] for i in range(len(c))]))
+                 for p, c in zip(part, chunks, strict=True)]
     m.d.sync += [v1.eq(valid), v2.eq(v1), out.eq(_tree(list(part)))]
     busy = Signal(name=f"{name}_busy")
     m.d.comb += busy.eq(v1 | v2)

@@ -40,6 +40,7 @@ from ...model import Model
 from .axis import PixelFramer, ResultStreamer, axis_signature, status_layout
 from .engine import Engine, MapWriter, engine_config_layout, writer_config_layout
 from .front import Front
+from .maps import SpikeMap
 from .outunit import OutUnit, result_layout
 from .plan import OUT_DATA_BITS, AccelPlan, make_plan
 from .scanner import Scanner, scan_config_layout, tick_layout
@@ -205,20 +206,18 @@ class Accelerator(wiring.Component):
         mb = Signal()                 # M buffer the front writes next
         bb = Signal()                 # M buffer the back reads next
         m_full = Signal(2)
-        maps: dict[str, tuple[Any, Any]] = {}
+        maps: dict[str, SpikeMap] = {}
         for name in ("M0", "M1", "P0", "P1"):
             key = "M" if name[0] == "M" else name
             if key not in p.map_depth:
                 continue
-            mem = memory.Memory(shape=unsigned(L), depth=p.map_depth[key], init=[])
-            m.submodules[f"map_{name}"] = mem
-            maps[name] = (mem.write_port(), mem.read_port())
-            rp = maps[name][1]
-            m.d.comb += [rp.addr.eq(scanner.rd_addr), rp.en.eq(scanner.rd_en)]
+            sm = maps[name] = SpikeMap(width=L, depth=p.map_depth[key])
+            m.submodules[f"map_{name}"] = sm
+            m.d.comb += [sm.rd_addr.eq(scanner.rd_addr), sm.rd_en.eq(scanner.rd_en)]
         for b in range(2):
-            wp = maps[f"M{b}"][0]
-            m.d.comb += [wp.addr.eq(front.wr_addr), wp.data.eq(front.wr_data),
-                         wp.en.eq(front.wr_en & (mb == b))]
+            sm = maps[f"M{b}"]
+            m.d.comb += [sm.wr_addr.eq(front.wr_addr), sm.wr_data.eq(front.wr_data),
+                         sm.wr_en.eq(front.wr_en & (mb == b))]
         m.d.comb += [self.mon.f_en.eq(front.wr_en), self.mon.f_addr.eq(front.wr_addr),
                      self.mon.f_data.eq(front.wr_data)]
 
@@ -279,25 +278,22 @@ class Accelerator(wiring.Component):
         start_stage = Signal()
         m.d.comb += [scanner.start.eq(start_stage), writer.start.eq(start_stage),
                      outu.start.eq(start_stage & cfg.out)]
-        # scanner source map
-        # every block RAM read goes straight into a register (synthesis can move it into the
-        # RAM's output register), then the source select
-        src_data = Signal(L)
-        for name, (_, rp) in maps.items():
-            q = Signal(L, name=f"map_{name}_q", reset_less=True)
-            m.d.sync += q.eq(rp.data)
+        # scanner source map: each map's registered read, then the source select (registered:
+        # the scanner's READ_LATENCY is the map's plus one)
+        src_data = Signal(L, name="src_q", reset_less=True)
+        for name, sm in maps.items():
             if name[0] == "M":
                 sel = (cfg.src == 0) & (bb == int(name[1]))
             else:
                 sel = cfg.src == MAPS.index(name)
             with m.If(sel):
-                m.d.comb += src_data.eq(q)
+                m.d.sync += src_data.eq(sm.rd_data)
         m.d.comb += scanner.rd_data.eq(src_data)
         for name in ("P0", "P1"):
             if name in maps:
-                wp = maps[name][0]
-                m.d.comb += [wp.addr.eq(writer.wr_addr), wp.data.eq(writer.wr_data),
-                             wp.en.eq(writer.wr_en & (cfg.dst == MAPS.index(name)))]
+                sm = maps[name]
+                m.d.comb += [sm.wr_addr.eq(writer.wr_addr), sm.wr_data.eq(writer.wr_data),
+                             sm.wr_en.eq(writer.wr_en & (cfg.dst == MAPS.index(name)))]
         m.d.comb += [self.mon.b_en.eq(writer.wr_en), self.mon.b_addr.eq(writer.wr_addr),
                      self.mon.b_data.eq(writer.wr_data), self.mon.b_stage.eq(s_idx)]
         for k in range(nc):     # (a stage's counters are distinct: never both at once)

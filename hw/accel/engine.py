@@ -157,7 +157,8 @@ class Engine(wiring.Component):
         win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
                for i in range(3)]
         mv = v2 & tick2.mv
-        ctl = _control_copies(m, v1, tick1, copies=3 * ((L + 7) // 8))
+        ngw = (L + 7) // 8
+        ctl = _control_copies(m, v1, tick1, copies=9 * ngw)
         for i in range(3):
             for j in range(3):
                 tap = w2[(2 - i) * 3 + (2 - j)]
@@ -167,7 +168,7 @@ class Engine(wiring.Component):
                     tap = sel
                 nxt = win[i][j + 1] if j < 2 else None
                 for lane_i in range(L):
-                    ev, mv_c, ps = ctl[(i * ((L + 7) // 8) + lane_i // 8) % len(ctl)]
+                    ev, mv_c, ps = ctl[(i * 3 + j) * ngw + lane_i // 8]
                     if nxt is not None:
                         base = Mux(ps, 0, Mux(mv_c, nxt[lane_i], win[i][j][lane_i]))
                     else:
@@ -187,53 +188,85 @@ class Engine(wiring.Component):
             m.d.sync += [f1_meta.lb.eq(tick2.lb + tick2.x - 2),
                          f1_meta.ub.eq(tick2.ub + tick2.x - 2)]
 
-        # ---- F1: line-buffer read; F2: add, write, LIF ------------------------------------------
-        banks = []
+        # ---- F1: line-buffer read; F2: select and add; F3: write ------------------------------
+        # Each bank is split into lane groups of 8, each with its own registered copies of the
+        # read and write addresses and selects (``keep``: the copies cut the fan-out of one
+        # address into every LUT-RAM of a bank). All three banks are read and registered; the
+        # bank roles are applied after the register.
+        ng = (L + 7) // 8
+        groups = [list(range(j * 8, min(L, j * 8 + 8))) for j in range(ng)]
+        lb_bits = max(1, (max(2, p.linebuf_depth) - 1).bit_length())
+        rb = [Signal(lane, name=f"rb{k}", reset_less=True) for k in range(3)]
+        f3_lb = [[Signal(lb_bits, name=f"f3_lb{k}_{j}", attrs={"keep": 1}) for j in range(ng)]
+                 for k in range(3)]
+        f3_mid = [[Signal(name=f"f3_mid{k}_{j}", attrs={"keep": 1}) for j in range(ng)]
+                  for k in range(3)]
+        mid3 = Signal(lane, name="mid3", reset_less=True)     # row y: old + this column
+        first3 = Signal(lane, name="first3", reset_less=True)  # row y + 1: this column
+        f3_wen = [Signal(name=f"f3_wen{k}") for k in range(3)]
         for k in range(3):
-            mem = memory.Memory(shape=lane, depth=max(2, p.linebuf_depth), init=[])
-            m.submodules[f"linebuf{k}"] = mem
-            banks.append((mem.read_port(domain="comb"), mem.write_port()))
-        ym3 = f1_meta.ym3
-        role_mid = [_role(ym3, k, "mid") for k in range(3)]
-        role_final = [_role(ym3, k, "final") for k in range(3)]
-        for rp, _ in banks:
-            m.d.comb += rp.addr.eq(f1_meta.lb)
-        old_mid = Signal(lane, reset_less=True)
-        old_final = Signal(lane, reset_less=True)
-        m.d.sync += [
-            old_mid.eq(Mux(role_mid[0], banks[0][0].data,
-                           Mux(role_mid[1], banks[1][0].data, banks[2][0].data))),
-            old_final.eq(Mux(role_final[0], banks[0][0].data,
-                             Mux(role_final[1], banks[1][0].data, banks[2][0].data))),
-        ]
+            for j, lanes_j in enumerate(groups):
+                gl = data.ArrayLayout(signed(CB), len(lanes_j))
+                mem = memory.Memory(shape=gl, depth=max(2, p.linebuf_depth), init=[])
+                m.submodules[f"linebuf{k}_{j}"] = mem
+                rp, wp = mem.read_port(domain="comb"), mem.write_port()
+                ra = Signal(lb_bits, name=f"f1_lb{k}_{j}", attrs={"keep": 1})
+                with m.If(mv):
+                    m.d.sync += ra.eq(tick2.lb + tick2.x - 2)
+                m.d.comb += rp.addr.eq(ra)
+                for n, lane_i in enumerate(lanes_j):
+                    m.d.sync += rb[k][lane_i].eq(rp.data[n])
+                    m.d.comb += wp.data[n].eq(Mux(f3_mid[k][j], mid3[lane_i], first3[lane_i]))
+                m.d.comb += [wp.addr.eq(f3_lb[k][j]), wp.en.eq(f3_wen[k])]
         f2 = [Signal(lane, name=f"f2_{i}", reset_less=True) for i in range(3)]
         f2_on = Signal()
         f2_meta = Signal(self._tick, name="f2_meta")
         m.d.sync += [f2[i].eq(f1[i]) for i in range(3)]
         m.d.sync += [f2_on.eq(f1_on), f2_meta.eq(f1_meta)]
         y2 = f2_meta.y
-        # per-bank write enables and data selects, decided in F1 (registered)
+        # per-bank roles, write enables and data selects, decided in F1 (registered); the
+        # selects of the bank outputs, one copy per lane group
         f2_wen = [Signal(name=f"f2_wen{k}") for k in range(3)]
         f2_mid = [Signal(name=f"f2_mid{k}") for k in range(3)]
+        sel_mid = [[Signal(name=f"f2_smid{k}_{j}", attrs={"keep": 1}) for j in range(ng)]
+                   for k in range(3)]
+        sel_fin = [[Signal(name=f"f2_sfin{k}_{j}", attrs={"keep": 1}) for j in range(ng)]
+                   for k in range(3)]
         y1 = f1_meta.y
         for k in range(3):
             mid_k, first_k = _role(f1_meta.ym3, k, "mid"), _role(f1_meta.ym3, k, "first")
             m.d.sync += [f2_mid[k].eq(mid_k),
                          f2_wen[k].eq(f1_on & Mux(mid_k, y1 <= cfg.h1, first_k & (y1 < cfg.h1)))]
+            for j in range(ng):
+                m.d.sync += [sel_mid[k][j].eq(mid_k),
+                             sel_fin[k][j].eq(_role(f1_meta.ym3, k, "final"))]
         f2_final = Signal()
         f2_last_x = Signal()
         f2_last_g = Signal()
         m.d.sync += [f2_final.eq(f1_on & (y1 != 0)), f2_last_x.eq(f1_meta.x == cfg.w1 + 2),
                      f2_last_g.eq(f1_meta.g == cfg.g1)]
-        mid_sum = Signal(lane)
-        for lane_i in range(L):
-            m.d.comb += mid_sum[lane_i].eq(f2[1][lane_i] + Mux(y2 == 0, 0, old_mid[lane_i]))
-        for k, (_, wp) in enumerate(banks):
-            m.d.comb += [
-                wp.addr.eq(f2_meta.lb),
-                wp.data.eq(Mux(f2_mid[k], mid_sum, f2[2])),
-                wp.en.eq(f2_wen[k]),
-            ]
+        old_mid = Signal(lane)
+        old_final = Signal(lane)
+        for j, lanes_j in enumerate(groups):
+            for lane_i in lanes_j:
+                m.d.comb += [
+                    old_mid[lane_i].eq(Mux(sel_mid[0][j], rb[0][lane_i],
+                                           Mux(sel_mid[1][j], rb[1][lane_i], rb[2][lane_i]))),
+                    old_final[lane_i].eq(Mux(sel_fin[0][j], rb[0][lane_i],
+                                             Mux(sel_fin[1][j], rb[1][lane_i], rb[2][lane_i]))),
+                ]
+        y2_zero = [Signal(name=f"f2_y0_{j}", attrs={"keep": 1}) for j in range(ng)]
+        m.d.sync += [z.eq(y1 == 0) for z in y2_zero]
+        for j, lanes_j in enumerate(groups):
+            for lane_i in lanes_j:
+                m.d.sync += mid3[lane_i].eq(f2[1][lane_i] + Mux(y2_zero[j], 0, old_mid[lane_i]))
+        m.d.sync += first3.eq(f2[2])
+        f3_on = Signal()
+        m.d.sync += f3_on.eq(f2_on)
+        for k in range(3):
+            m.d.sync += f3_wen[k].eq(f2_wen[k])
+            for j in range(ng):
+                m.d.sync += [f3_lb[k][j].eq(f2_meta.lb), f3_mid[k][j].eq(f2_mid[k])]
         # F3: the LIF update of output (y - 1, x - 2), registered into the pipeline
         li = lif.i.payload
         m.d.sync += lif.i.valid.eq(f2_final)
@@ -251,32 +284,20 @@ class Engine(wiring.Component):
             li.tag.last_g.eq(f2_last_g),
         ]
         wiring.connect(m, wiring.flipped(self.o), lif.o)
-        m.d.comb += self.busy.eq(self.tick.valid | v1 | v2 | f1_on | f2_on | lif.busy)
+        m.d.comb += self.busy.eq(self.tick.valid | v1 | v2 | f1_on | f2_on | f3_on | lif.busy)
         return m
 
 
 def _control_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
-    """Registered copies ``(ev, mv, ps)`` of the window's controls, each driving a share of
-    the ``9 x L x cur_bits`` window muxes instead of all of them.
-
-    Synthesis merges identical registers, so copy ``k`` is computed as a *different* function
-    that equals the control on every tick the scanner makes: ``ps`` implies ``x == 0``, ``mv``
-    implies ``cg == 0``, and ``slot`` always equals ``b % 9``; copy ``k`` masks those fields
-    with its own non-zero mask (``ps & ~any(x & mask_k)``, ...).
-    """
-    xs, cgs = len(tick.x), len(tick.cg)
-    n = max(1, min(copies, 2 ** xs - 1, 2 ** cgs - 1, 15))
+    """``copies`` registered copies ``(ev, mv, ps)`` of the window's controls, each driving a
+    share of the ``9 x L x cur_bits`` window adders instead of all of them (``keep``: synthesis
+    must not merge them back)."""
     out = []
-    for k in range(n):
-        mask = k + 1
-        ev = Signal(name=f"ctl_ev{k}")
-        mv = Signal(name=f"ctl_mv{k}")
-        ps = Signal(name=f"ctl_ps{k}")
-        slot_ok = ~((tick.slot ^ (tick.b % 9)) & (mask & 15)).any()
-        m.d.sync += [ev.eq(valid & tick.ev & slot_ok),
-                     mv.eq(valid & tick.mv & ~(tick.cg & (mask % (2 ** cgs))).any()),
-                     ps.eq(valid & tick.ps & ~(tick.x & (mask % (2 ** xs))).any())]
-        out.append((ev, mv, ps))
+    for k in range(copies):
+        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in ("ev", "mv", "ps"))
+        m.d.sync += [sigs[0].eq(valid & tick.ev), sigs[1].eq(valid & tick.mv),
+                     sigs[2].eq(valid & tick.ps)]
+        out.append(sigs)
     return out
 
 

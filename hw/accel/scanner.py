@@ -30,8 +30,11 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-#: Clocks from a read address to its word on ``rd_data`` (block RAM, then a register).
-READ_LATENCY = 2
+from .maps import MAP_READ_LATENCY
+
+#: Clocks from a read address to its word on ``rd_data``: the map's
+#: (:data:`~.maps.MAP_READ_LATENCY`), then the source select's register.
+READ_LATENCY = MAP_READ_LATENCY + 1
 
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,

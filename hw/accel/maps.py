@@ -1,0 +1,78 @@
+"""Spike-map memories in banks of block-RAM depth, with a registered read path.
+
+A map deeper than :data:`BANK_WORDS` words is split into banks; each bank's read goes straight
+into a register (synthesis moves it into the block RAM's output register), and the bank
+select is registered after it, so no path runs from a block RAM's array through a multiplexer
+to a flip-flop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+#: Words per bank (the depth of one block RAM column: ECP5 DP16KD 1024 x 18, xc7 RAMB36
+#: 1024 x 36).
+BANK_WORDS = 1024
+#: Clocks from ``rd_addr`` to ``rd_data``: the RAM, its output register, the bank select.
+MAP_READ_LATENCY = 3
+
+
+class SpikeMap(wiring.Component):
+    """One spike map: ``depth`` words of ``width`` bits, one write and one read port.
+
+    Parameters (keyword-only)
+    -------------------------
+    width : bits per word (the lanes). depth : words.
+
+    Members
+    -------
+    wr_addr, wr_data, wr_en : ``In`` the write port (written at the clock edge).
+    rd_addr, rd_en : ``In`` the read address; rd_data : ``Out`` the word,
+        :data:`MAP_READ_LATENCY` clocks after its address (held while ``rd_en`` is low).
+    """
+
+    def __init__(self, *, width: int, depth: int) -> None:
+        if width < 1 or depth < 1:
+            raise ValueError(f"SpikeMap: width and depth must be >= 1, not {width}, {depth}")
+        self._width, self._depth = width, depth
+        abits = max(1, (depth - 1).bit_length())
+        super().__init__({
+            "wr_addr": In(abits), "wr_data": In(width), "wr_en": In(1),
+            "rd_addr": In(abits), "rd_en": In(1),
+            "rd_data": Out(width),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        n = -(-self._depth // BANK_WORDS)
+        lo = min(len(self.rd_addr), (BANK_WORDS - 1).bit_length())
+        qs = []
+        for b in range(n):
+            depth = min(BANK_WORDS, self._depth - b * BANK_WORDS)
+            mem = memory.Memory(shape=unsigned(self._width), depth=max(2, depth), init=[])
+            m.submodules[f"bank{b}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            hit_w = (self.wr_addr[lo:] == b) if n > 1 else 1
+            m.d.comb += [wp.addr.eq(self.wr_addr[:lo]), wp.data.eq(self.wr_data),
+                         wp.en.eq(self.wr_en & hit_w),
+                         rp.addr.eq(self.rd_addr[:lo]), rp.en.eq(self.rd_en)]
+            q = Signal(self._width, name=f"q{b}", reset_less=True)
+            m.d.sync += q.eq(rp.data)      # straight into a register: the RAM's output register
+            qs.append(q)
+        # the bank select follows the address two clocks behind (RAM, register)
+        out = Signal(self._width, name="rd_q", reset_less=True)
+        if n == 1:
+            m.d.sync += out.eq(qs[0])
+        else:
+            hi = [Signal(len(self.rd_addr) - lo, name=f"bank_d{k}") for k in range(2)]
+            m.d.sync += [hi[0].eq(Mux(self.rd_en, self.rd_addr[lo:], hi[0])), hi[1].eq(hi[0])]
+            with m.Switch(hi[1]):
+                for b, q in enumerate(qs):
+                    with m.Case(b):
+                        m.d.sync += out.eq(q)
+        m.d.comb += self.rd_data.eq(out)
+        return m

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -130,36 +130,25 @@ class Scanner(wiring.Component):
             "t": tk["t"].shape, "cg": tk["cg"].shape, "ym3": 2, "lb": tk["lb"].shape,
             "ub": tk["ub"].shape, "pw": tk["waddr"].shape, "last": 1,
         })
-        # ---- stage A: the walk (the next item to issue) ------------------------------------
-        # Loop-end conditions are registers, updated with their counters, so that the issue
-        # decision is a few gates deep.
-        a_on = Signal()
-        a = Signal(item)
-        ra = Signal.like(self.rd_addr)       # address of the next word
-        rowbase = Signal.like(self.rd_addr)  # first word of the current input row
-        yw = Signal.like(a.ub)               # max(y - 1, 0) * W
-        x_real, y_real = Signal(), Signal()  # x <= W-1, y <= H-1
-        x_end, y_end = Signal(), Signal()    # x == wlast, y == hlast
-        cg_end, g_end, t_end = Signal(), Signal(), Signal()
-        real = Signal()                      # the next item reads a word
-        end_pos, end_pass, end_row, end_step = Signal(), Signal(), Signal(), Signal()
-        m.d.comb += [
-            real.eq(x_real & y_real),
-            end_pos.eq(~real | cg_end),
-            end_pass.eq(end_pos & x_end),
-            end_row.eq(end_pass & g_end),
-            end_step.eq(end_row & y_end),
-            a.word.eq(real),
-            a.last.eq(end_step & t_end),
-        ]
-        # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later (block RAM
-        # and its output register) and is pushed into a small FIFO with its item; B takes the
-        # FIFO's head. Credits bound the items between A and B, so nothing is ever dropped.
+        issue = Signal()                     # A issues its item
+        take = Signal()                      # B loads the FIFO's head
+        self._walk(m, item, issue)
+        a = self._a
+        # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later and is pushed
+        # into a small FIFO with its item; B takes the FIFO's head. Credits bound the items
+        # between A and B, so nothing is ever dropped; the credit test is a register.
         depth = READ_LATENCY + 4
         count = Signal(range(depth + 1))
+        credit_ok = Signal(init=1)
+        m.d.comb += issue.eq(self._a_on & credit_ok)
+        count_next = Signal.like(count)
+        m.d.comb += count_next.eq(count + issue - take)
+        m.d.sync += [count.eq(count_next), credit_ok.eq(count_next < depth - 1)]
         fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
         fifo_word = [Signal(L, name=f"fifo_word{k}", reset_less=True) for k in range(depth)]
         fifo_nxt = [Signal(L, name=f"fifo_nxt{k}", reset_less=True) for k in range(depth)]
+        fifo_nz = [Signal(name=f"fifo_nz{k}", reset_less=True) for k in range(depth)]
+        fifo_fin = [Signal(name=f"fifo_fin{k}", reset_less=True) for k in range(depth)]
         wp = Signal(range(depth))
         rp = Signal(range(depth))
         inflight_on = [Signal(name=f"fl_on{k}") for k in range(READ_LATENCY)]
@@ -168,105 +157,203 @@ class Scanner(wiring.Component):
         b = Signal(item)
         cur = Signal(L)                      # bits not yet emitted
         nxt = Signal(L)                      # cur without its lowest set bit
+        cur_nz = Signal()                    # cur != 0
+        fin = Signal()                       # nxt == 0: the tick now is the word's last
         fresh = Signal()
         b_fin = Signal()
-        m.d.comb += b_fin.eq(b_on & (~b.word | (nxt == 0)))
-        take = Signal()                      # B loads the FIFO's head
-        issue = Signal()                     # A issues its item
+        m.d.comb += b_fin.eq(b_on & (~b.word | fin))
         stored = Signal(range(depth + 1))    # items in the FIFO
+        nonempty = Signal()
         m.d.comb += [
-            take.eq((stored != 0) & (~b_on | b_fin)),
-            issue.eq(a_on & (count < depth - 1)),     # credits alone: never waits for B
-            self.rd_addr.eq(ra),
-            self.rd_en.eq(issue & real),
-            self.busy.eq(a_on | (count != 0) | b_on),
+            nonempty.eq(stored != 0),
+            take.eq(nonempty & (~b_on | b_fin)),
+            self.rd_addr.eq(self._ra),
+            self.rd_en.eq(issue & a.word),
+            self.busy.eq(self._a_on | (count != 0) | b_on),
         ]
-        m.d.sync += count.eq(count + issue - take)
         m.d.sync += [inflight_on[0].eq(issue), inflight[0].eq(a)]
         for k in range(1, READ_LATENCY):
             m.d.sync += [inflight_on[k].eq(inflight_on[k - 1]), inflight[k].eq(inflight[k - 1])]
         push = inflight_on[-1]
-        word_in = Mux(inflight[-1].word, self.rd_data, 0)
+        word_in = Signal(L)
+        m.d.comb += word_in.eq(Mux(inflight[-1].word, self.rd_data, 0))
         with m.If(push):
             m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]), Array(fifo_word)[wp].eq(word_in),
                          Array(fifo_nxt)[wp].eq(word_in & (word_in - 1)),
+                         Array(fifo_nz)[wp].eq(word_in.any()),
+                         Array(fifo_fin)[wp].eq(_at_most_one(word_in)),
                          wp.eq(Mux(wp == depth - 1, 0, wp + 1))]
         with m.If(take):
             m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
         m.d.sync += stored.eq(stored + push - take)
         with m.If(take):
             m.d.sync += [b.eq(Array(fifo_item)[rp]), b_on.eq(1), fresh.eq(1),
-                         cur.eq(Array(fifo_word)[rp]), nxt.eq(Array(fifo_nxt)[rp])]
+                         cur.eq(Array(fifo_word)[rp]), nxt.eq(Array(fifo_nxt)[rp]),
+                         cur_nz.eq(Array(fifo_nz)[rp]), fin.eq(Array(fifo_fin)[rp])]
         with m.Elif(b_fin):
             m.d.sync += b_on.eq(0)
         with m.Elif(b_on):
-            m.d.sync += [cur.eq(nxt), nxt.eq(nxt & (nxt - 1)), fresh.eq(0)]
+            m.d.sync += [cur.eq(nxt), nxt.eq(nxt & (nxt - 1)), fresh.eq(0),
+                         cur_nz.eq(~fin), fin.eq(_at_most_one(nxt))]
 
-        # the walk's counters and their end flags advance on ``issue``
-        def set_x(v: Any) -> list[Any]:
-            real_v = 1 if isinstance(v, int) else v <= cfg.w1      # (0 is always real)
-            return [a.x.eq(v), x_real.eq(real_v), x_end.eq(v == cfg.wlast)]
-
-        def set_y(v: Any) -> list[Any]:
-            real_v = 1 if isinstance(v, int) else v <= cfg.h1
-            return [a.y.eq(v), y_real.eq(real_v), y_end.eq(v == cfg.hlast)]
-
-        with m.If(self.start):
-            m.d.sync += [a_on.eq(1), *set_x(0), *set_y(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),
-                         g_end.eq(cfg.g1 == 0), t_end.eq(cfg.t1 == 0), cg_end.eq(cfg.gin1 == 0),
-                         a.ym3.eq(0), a.lb.eq(0), a.ub.eq(0), a.pw.eq(cfg.wbase), ra.eq(0),
-                         rowbase.eq(0), yw.eq(0)]
-        with m.Elif(issue):
-            with m.If(a.last):
-                m.d.sync += a_on.eq(0)
-            with m.If(real):
-                m.d.sync += ra.eq(ra + 1)
-            with m.If(~end_pos):
-                m.d.sync += [a.cg.eq(a.cg + 1), cg_end.eq(a.cg + 1 == cfg.gin1)]
-            with m.Elif(~end_pass):
-                m.d.sync += [a.cg.eq(0), cg_end.eq(cfg.gin1 == 0), *set_x(a.x + 1)]
-            with m.Else():
-                m.d.sync += [a.cg.eq(0), cg_end.eq(cfg.gin1 == 0), *set_x(0)]
-                with m.If(~end_row):      # next output group: re-read the same row
-                    m.d.sync += [a.g.eq(a.g + 1), g_end.eq(a.g + 1 == cfg.g1),
-                                 a.pw.eq(a.pw + cfg.gstride), a.lb.eq(a.lb + cfg.w),
-                                 a.ub.eq(a.ub + cfg.hw), ra.eq(rowbase)]
-                with m.Else():
-                    m.d.sync += [a.g.eq(0), g_end.eq(cfg.g1 == 0), a.pw.eq(cfg.wbase),
-                                 a.lb.eq(0)]
-                    nxt_rowbase = Mux(y_real, rowbase + cfg.rowwords, rowbase)
-                    nxt_yw = Mux(a.y == 0, 0, yw + cfg.w)
-                    with m.If(~end_step):
-                        m.d.sync += [*set_y(a.y + 1), a.ym3.eq(Mux(a.ym3 == 2, 0, a.ym3 + 1)),
-                                     yw.eq(nxt_yw), a.ub.eq(nxt_yw),
-                                     ra.eq(nxt_rowbase), rowbase.eq(nxt_rowbase)]
-                    with m.Else():
-                        m.d.sync += [*set_y(0), a.ym3.eq(0), a.t.eq(a.t + 1),
-                                     t_end.eq(a.t + 1 == cfg.t1), yw.eq(0), a.ub.eq(0),
-                                     ra.eq(Mux(cfg.out, ra + 1, nxt_rowbase)),
-                                     rowbase.eq(nxt_rowbase)]
-        # ---- the tick (registered) ----------------------------------------------------------
-        t = self.tick.payload
+        # ---- the tick, in two registered steps: the event's bit, then its weight row -------
         onehot = Signal(L)
         m.d.comb += onehot.eq(cur ^ nxt)
         low = Signal(range(max(2, L)))
         for k in range(len(low)):
             m.d.comb += low[k].eq(Cat(*(onehot[i] for i in range(L) if (i >> k) & 1)).any())
-        lowb = low[:len(t.b)]
-        ev = b_on & b.word & (cur != 0)
+        t = self.tick.payload
+        pre = Signal(tk, name="pre")
+        pre_on = Signal()
+        pre_pw = Signal.like(b.pw, name="pre_pw")
         first_at_pos = ~b.word | (b.cg == 0)
-        lin_off = b.cg * self._rpw + lowb // 9
         m.d.sync += [
-            self.tick.valid.eq(b_on),
-            t.ev.eq(ev),
-            t.mv.eq(b_on & fresh & first_at_pos & (b.x != 0)),
-            t.ps.eq(b_on & fresh & (b.x == 0) & first_at_pos),
-            t.last.eq(b_fin & b.last),
-            t.b.eq(lowb),
-            t.cg.eq(b.cg),
-            t.waddr.eq(b.pw + Mux(cfg.linear, lin_off, Cat(lowb, b.cg))),
-            t.slot.eq(lowb % 9),
-            t.x.eq(b.x), t.y.eq(b.y), t.g.eq(b.g), t.t.eq(b.t), t.ym3.eq(b.ym3),
-            t.lb.eq(b.lb), t.ub.eq(b.ub),
+            pre_on.eq(b_on),
+            pre.ev.eq(b_on & b.word & cur_nz),
+            pre.mv.eq(b_on & fresh & first_at_pos & (b.x != 0)),
+            pre.ps.eq(b_on & fresh & (b.x == 0) & first_at_pos),
+            pre.last.eq(b_fin & b.last),
+            pre.b.eq(low[:len(t.b)]),
+            pre.cg.eq(b.cg), pre.x.eq(b.x), pre.y.eq(b.y), pre.g.eq(b.g), pre.t.eq(b.t),
+            pre.ym3.eq(b.ym3), pre.lb.eq(b.lb), pre.ub.eq(b.ub), pre_pw.eq(b.pw),
+        ]
+        lin_off = pre.cg * self._rpw + pre.b // 9
+        m.d.sync += [
+            self.tick.valid.eq(pre_on),
+            t.eq(pre),
+            t.waddr.eq(pre_pw + Mux(cfg.linear, lin_off, Cat(pre.b, pre.cg))),
+            t.slot.eq(pre.b % 9),
         ]
         return m
+
+    def _walk(self, m: Module, item: data.StructLayout, issue: Any) -> None:
+        """Stage A: the walk's state, the next item ``self._a`` and its read address
+        ``self._ra``, advanced on ``issue``.
+
+        The loop ends are registers, and so is the branch the next issue takes (``br``: next
+        word ``P``, position ``X``, group ``G``, row ``Y``, step ``T``); every loop counter has
+        a down-counter beside it whose compares with 0, 1 and 2 give the end flags after this
+        issue and after the next one, so no increment and compare sits before a decision.
+        """
+        cfg = self.cfg
+        self._a_on = a_on = Signal()
+        self._a = a = Signal(item)
+        self._ra = ra = Signal.like(self.rd_addr)   # address of the next word
+        rowbase = Signal.like(self.rd_addr)         # first word of the current input row
+        yw = Signal.like(a.ub)                      # max(y - 1, 0) * W
+        # loops: (counter field, down-counter, bound = cfg value of its last index)
+        cnt = {"cg": (a.cg, cfg.gin1), "x": (a.x, cfg.wlast), "g": (a.g, cfg.g1),
+               "y": (a.y, cfg.hlast), "t": (a.t, cfg.t1)}
+        left = {n: Signal(len(bound), name=f"{n}_left") for n, (_, bound) in cnt.items()}
+        # flags of the current item and after one more step of their loop ("1"), and their
+        # values right after a loop restarts ("0", stage constants)
+        f = {n: Signal(name=n) for n in ("ce", "xe", "xr", "ge", "ye", "yr", "te")}
+        f1 = {n: Signal(name=f"{n}1") for n in f}
+        f0 = {n: Signal(name=f"{n}0") for n in f}
+        br = {n: Signal(name=f"br_{n}") for n in "PXGYT"}
+
+        def branch(ce: Any, xe: Any, xr: Any, ge: Any, ye: Any, yr: Any) -> dict[str, Any]:
+            end_pos = ~(xr & yr) | ce
+            return {"P": ~end_pos, "X": end_pos & ~xe, "G": end_pos & xe & ~ge,
+                    "Y": end_pos & xe & ge & ~ye, "T": end_pos & xe & ge & ye}
+
+        out = cfg.out
+        const0 = {"ce": cfg.gin1 == 0, "xe": cfg.wlast == 0, "xr": 1, "ge": cfg.g1 == 0,
+                  "ye": cfg.hlast == 0, "yr": 1, "te": cfg.t1 == 0}
+        const1 = {"ce": cfg.gin1 == 1, "xe": cfg.wlast == 1, "xr": (cfg.w1 >= 1) | out,
+                  "ge": cfg.g1 == 1, "ye": cfg.hlast == 1, "yr": (cfg.h1 >= 1) | out,
+                  "te": cfg.t1 == 1}
+        cl, xl, gl, yl, tl = (left[n] for n in ("cg", "x", "g", "y", "t"))
+        # the flags after one step of their own loop, and the look-ahead after it
+        step = {"ce": (cl == 1, cl == 2), "xe": (xl == 1, xl == 2),
+                "xr": (xl >= 3, xl >= 4), "ge": (gl == 1, gl == 2),
+                "ye": (yl == 1, yl == 2), "yr": (yl >= 2, yl >= 3), "te": (tl == 1, tl == 2)}
+        # which loop each branch steps, and which it restarts
+        steps = {"P": "cg", "X": "x", "G": "g", "Y": "y", "T": "t"}
+        order = ["cg", "x", "g", "y", "t"]
+        loop_of = {"ce": "cg", "xe": "x", "xr": "x", "ge": "g", "ye": "y", "yr": "y",
+                   "te": "t"}
+
+        def after(bn: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            """(flags, look-ahead flags) after an issue that takes branch ``bn``."""
+            k = order.index(steps[bn])
+            fa, fb = {}, {}
+            for n in f:
+                lk = order.index(loop_of[n])
+                if lk < k:                    # an inner loop: restarts
+                    fa[n], fb[n] = f0[n], f1n(n)
+                elif lk == k:                 # this loop: one step
+                    fa[n], fb[n] = f1[n], step[n][1]
+                else:                         # an outer loop: unchanged
+                    fa[n], fb[n] = f[n], f1[n]
+            if bn in "GYT":                   # x restarts at 0, a real position
+                fa["xr"] = 1
+            if bn == "T":
+                fa["yr"] = 1
+            return fa, fb
+
+        def f1n(n: str) -> Any:
+            return const1[n]
+
+        with m.If(self.start):
+            m.d.sync += [a_on.eq(1), a.x.eq(0), a.y.eq(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),
+                         a.ym3.eq(0), a.lb.eq(0), a.ub.eq(0), a.pw.eq(cfg.wbase), ra.eq(0),
+                         rowbase.eq(0), yw.eq(0)]
+            m.d.sync += [left[n].eq(bound) for n, (_, bound) in cnt.items()]
+            m.d.sync += [f[n].eq(const0[n]) for n in f]
+            m.d.sync += [f1[n].eq(const1[n]) for n in f]
+            m.d.sync += [f0[n].eq(const0[n]) for n in f]
+            m.d.sync += [br[n].eq(v) for n, v in branch(*(const0[n] for n in
+                                                         ("ce", "xe", "xr", "ge", "ye",
+                                                          "yr"))).items()]
+        with m.Elif(issue):
+            with m.If(br["T"] & f["te"]):
+                m.d.sync += a_on.eq(0)
+            nbr = {n: 0 for n in br}
+            for bn in "PXGYT":
+                fa, fb = after(bn)
+                nb = branch(fa["ce"], fa["xe"], fa["xr"], fa["ge"], fa["ye"], fa["yr"])
+                nbr = {n: nbr[n] | (br[bn] & nb[n]) for n in br}
+                with m.If(br[bn]):
+                    m.d.sync += [f[n].eq(fa[n]) for n in f]
+                    m.d.sync += [f1[n].eq(fb[n]) for n in f]
+                    k = order.index(steps[bn])
+                    for j, ln in enumerate(order):
+                        field, bound = cnt[ln]
+                        if j < k:
+                            m.d.sync += [field.eq(0), left[ln].eq(bound)]
+                        elif j == k:
+                            m.d.sync += [field.eq(field + 1), left[ln].eq(left[ln] - 1)]
+            m.d.sync += [br[n].eq(nbr[n]) for n in br]
+            real = f["xr"] & f["yr"]
+            nxt_rowbase = Mux(f["yr"], rowbase + cfg.rowwords, rowbase)
+            nxt_yw = Mux(a.y == 0, 0, yw + cfg.w)
+            with m.If(br["P"] | br["X"]):
+                with m.If(real):
+                    m.d.sync += ra.eq(ra + 1)
+            with m.If(br["G"]):
+                m.d.sync += [a.pw.eq(a.pw + cfg.gstride), a.lb.eq(a.lb + cfg.w),
+                             a.ub.eq(a.ub + cfg.hw), ra.eq(rowbase)]
+            with m.If(br["Y"]):
+                m.d.sync += [a.pw.eq(cfg.wbase), a.lb.eq(0),
+                             a.ym3.eq(Mux(a.ym3 == 2, 0, a.ym3 + 1)), yw.eq(nxt_yw),
+                             a.ub.eq(nxt_yw), ra.eq(nxt_rowbase), rowbase.eq(nxt_rowbase)]
+            with m.If(br["T"]):
+                m.d.sync += [a.pw.eq(cfg.wbase), a.lb.eq(0), a.ym3.eq(0), yw.eq(0),
+                             a.ub.eq(0), ra.eq(Mux(out, ra + 1, nxt_rowbase)),
+                             rowbase.eq(nxt_rowbase)]
+        m.d.comb += [a.word.eq(f["xr"] & f["yr"]), a.last.eq(br["T"] & f["te"])]
+
+
+def _at_most_one(v: Any) -> Any:
+    """Whether ``v`` has at most one set bit (groups of 4, no carry chain)."""
+    n = len(v)
+    groups = [v[i:i + 4] for i in range(0, n, 4)]
+    anys = [g.any() for g in groups]
+    ones = [(g & (g - 1)) == 0 for g in groups]     # a 4-bit function: one LUT each
+    pair = Const(0, 1)
+    seen = Const(0, 1)
+    for x in anys:
+        pair = pair | (seen & x)
+        seen = seen | x
+    return Cat(*ones).all() & ~pair

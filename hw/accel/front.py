@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 11         (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 12         (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
@@ -123,22 +123,28 @@ class Front(wiring.Component):
                             m.d.sync += [yy0.eq(0), g.eq(g + 1)]
                 with m.If(last_px):
                     m.d.sync += on.eq(0)
-        # tap address (the image is channel-major: pixel index (c*H + iy)*W + ix)
+        # tap address (the image is channel-major: pixel index (c*H + iy)*W + ix), in two
+        # registered steps: the tap's coordinates and flags, then the addresses
         iy = Signal(signed(max(H, 2).bit_length() + 2))
         ix = Signal(signed(max(W, 2).bit_length() + 2))
         m.d.comb += [iy.eq(y + ky - 1), ix.eq(x + kx - 1)]
         inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W) & (k < f.taps)
+        u_on, u_in, u_first, u_last = (Signal(name=f"u_{n}") for n in
+                                       ("on", "in", "first", "last"))
+        u_iy, u_ix, u_c, u_g, u_k = (Signal.like(v, name=f"u_{n}") for v, n in
+                                     ((iy, "iy"), (ix, "ix"), (c, "c"), (g, "g"), (k, "k")))
+        m.d.sync += [u_on.eq(on), u_in.eq(inside), u_first.eq(k == 0), u_last.eq(last_k),
+                     u_iy.eq(iy), u_ix.eq(ix), u_c.eq(c), u_g.eq(g), u_k.eq(k)]
         pix = Signal(range(C * H * W + 1))
-        m.d.comb += pix.eq(c * (H * W) + iy.as_unsigned()[:len(pix)] * W
-                           + ix.as_unsigned()[:len(pix)])
+        m.d.comb += pix.eq(u_c * (H * W) + u_iy.as_unsigned()[:len(pix)] * W
+                           + u_ix.as_unsigned()[:len(pix)])
         shift = (ppb - 1).bit_length()
-        # the tap's addresses and flags, registered (the address arithmetic is its own stage)
         t_on, t_in, t_first, t_last = (Signal(name=f"t_{n}") for n in
                                        ("on", "in", "first", "last"))
         t_pix = Signal.like(pix)
         t_row = Signal(range(max(2, len(p.front_rows))))
-        m.d.sync += [t_on.eq(on), t_in.eq(inside), t_first.eq(k == 0), t_last.eq(last_k),
-                     t_pix.eq(pix), t_row.eq(g * f.taps + k)]
+        m.d.sync += [t_on.eq(u_on), t_in.eq(u_in), t_first.eq(u_first), t_last.eq(u_last),
+                     t_pix.eq(pix), t_row.eq(u_g * f.taps + u_k)]
         m.d.comb += [self.img_addr.eq(t_pix >> shift),
                      wr_rom.addr.eq(t_row), wr_rom.en.eq(1)]
         # ---- B: read; C: pixel select; D: multiply; E: accumulate ---------------------------

@@ -160,12 +160,16 @@ def _argv(f: Figure) -> list[str]:
     return list(f.argv)
 
 
-def _git_commit() -> str | None:
+def _revision() -> dict[str, Any]:
+    """The git commit and whether the RTL (``hw/``) differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return {"git_commit": git("rev-parse", "HEAD"),
+                "hw_modified": bool(git("status", "--porcelain", "--", "hw"))}
     except (OSError, subprocess.CalledProcessError):
-        return None
+        return {}
 
 
 def run_figure(f: Figure, log_dir: Path) -> dict[str, Any]:
@@ -339,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in chosen:
         print(f"[figures] {f.name}: {command_line(f)}", file=sys.stderr, flush=True)
         r = run_figure(f, ROOT / a.logs)
-        r["git_commit"] = _git_commit()
+        r.update(_revision())
         print(f"[figures] {f.name}: exit {r['rc']} in {r['seconds']} s"
               + (f"; missing {', '.join(r['missing'])}" if r["missing"] else "")
               + (f" (log {r['log']})" if r["rc"] else ""), file=sys.stderr, flush=True)

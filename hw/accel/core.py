@@ -178,7 +178,8 @@ class Accelerator(wiring.Component):
         m.submodules.front = front = Front(plan=p)
         m.submodules.scanner = scanner = Scanner(lanes=L, cfg_layout=scan_cfg, tick_shape=tick,
                                                  map_depth=depth_all,
-                                                 rows_per_word=p.rows_per_word)
+                                                 rows_per_word=p.rows_per_word,
+                                                 linear=any(s.kind == "linear" for s in p.stages))
         m.submodules.engine = engine = Engine(plan=p, tick_shape=tick)
         m.submodules.writer = writer = MapWriter(plan=p, in_shape=engine.o.payload.shape())
         m.submodules.outunit = outu = OutUnit(plan=p, tick_shape=tick)

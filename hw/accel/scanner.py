@@ -91,7 +91,8 @@ class Scanner(wiring.Component):
     -------------------------
     lanes : ``L`` (bits per map word). cfg_layout, tick_shape : :func:`scan_config_layout`
     and :func:`tick_layout`. map_depth : words addressable in a map. rows_per_word : ``R``
-    (weight rows per input word of a linear stage, a power of two).
+    (weight rows per input word of a linear stage, a power of two). linear : whether any
+    stage is linear (else the linear weight-row arithmetic is left out).
 
     Members
     -------
@@ -104,8 +105,10 @@ class Scanner(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, cfg_layout: data.StructLayout,
-                 tick_shape: data.StructLayout, map_depth: int, rows_per_word: int) -> None:
+                 tick_shape: data.StructLayout, map_depth: int, rows_per_word: int,
+                 linear: bool = True) -> None:
         self._lanes = lanes
+        self._linear = linear
         self._cfg_layout = cfg_layout
         self._tick = tick_shape
         self._map_depth = map_depth
@@ -141,9 +144,11 @@ class Scanner(wiring.Component):
         count = Signal(range(depth + 1))
         credit_ok = Signal(init=1)
         m.d.comb += issue.eq(self._a_on & credit_ok)
-        count_next = Signal.like(count)
-        m.d.comb += count_next.eq(count + issue - take)
-        m.d.sync += [count.eq(count_next), credit_ok.eq(count_next < depth - 1)]
+        m.d.sync += count.eq(count + issue - take)
+        # credit_ok = (count after this clock) < depth - 1, from compares of the count now
+        lt = {d: Signal(name=f"count_lt{d}") for d in (-1, 0, 1)}
+        m.d.comb += [lt[d].eq(count < depth - 1 - d) for d in lt]
+        m.d.sync += credit_ok.eq(Mux(issue & ~take, lt[1], Mux(take & ~issue, lt[-1], lt[0])))
         fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
         fifo_word = [Signal(L, name=f"fifo_word{k}", reset_less=True) for k in range(depth)]
         fifo_nxt = [Signal(L, name=f"fifo_nxt{k}", reset_less=True) for k in range(depth)]
@@ -217,12 +222,15 @@ class Scanner(wiring.Component):
             pre.cg.eq(b.cg), pre.x.eq(b.x), pre.y.eq(b.y), pre.g.eq(b.g), pre.t.eq(b.t),
             pre.ym3.eq(b.ym3), pre.lb.eq(b.lb), pre.ub.eq(b.ub), pre_pw.eq(b.pw),
         ]
-        lin_off = pre.cg * self._rpw + pre.b // 9
+        if self._linear:
+            off = Mux(cfg.linear, pre.cg * self._rpw + pre.b // 9, Cat(pre.b, pre.cg))
+        else:
+            off = Cat(pre.b, pre.cg)
         m.d.sync += [
             self.tick.valid.eq(pre_on),
             t.eq(pre),
-            t.waddr.eq(pre_pw + Mux(cfg.linear, lin_off, Cat(pre.b, pre.cg))),
-            t.slot.eq(pre.b % 9),
+            t.waddr.eq(pre_pw + off),
+            t.slot.eq(pre.b % 9 if self._linear else 0),
         ]
         return m
 
@@ -306,42 +314,63 @@ class Scanner(wiring.Component):
             m.d.sync += [br[n].eq(v) for n, v in branch(*(const0[n] for n in
                                                          ("ce", "xe", "xr", "ge", "ye",
                                                           "yr"))).items()]
+        # next values, per branch (a one-hot AND-OR; the enable is ``issue`` alone)
+        def pick(vals: dict[str, Any], reg: Any) -> Any:
+            groups: dict[int, tuple[list[str], Any]] = {}
+            for bn in "PXGYT":
+                v = vals.get(bn, reg)
+                groups.setdefault(id(v), ([], v))[0].append(bn)
+            if len(groups) == 1:
+                return next(iter(groups.values()))[1]
+            terms = [Mux(Cat(*(br[bn] for bn in bns)).any(), v, 0)
+                     for bns, v in groups.values()]
+            out = terms[0]
+            for term in terms[1:]:
+                out = out | term
+            return out
+
+        nxt: list[tuple[Any, Any]] = []
+        nbr = {n: 0 for n in br}
+        aft = {bn: after(bn) for bn in "PXGYT"}
+        for bn in "PXGYT":
+            fa = aft[bn][0]
+            nb = branch(fa["ce"], fa["xe"], fa["xr"], fa["ge"], fa["ye"], fa["yr"])
+            nbr = {n: nbr[n] | (br[bn] & nb[n]) for n in br}
+        nxt += [(br[n], nbr[n]) for n in br]
+        for n in f:
+            nxt.append((f[n], pick({bn: aft[bn][0][n] for bn in "PXGYT"}, f[n])))
+            nxt.append((f1[n], pick({bn: aft[bn][1][n] for bn in "PXGYT"}, f1[n])))
+        for j, ln in enumerate(order):
+            field, bound = cnt[ln]
+            fv: dict[str, Any] = {}
+            lv: dict[str, Any] = {}
+            zero, inc, dec = Const(0, len(field)), field + 1, left[ln] - 1
+            for bn in "PXGYT":
+                k = order.index(steps[bn])
+                if j < k:
+                    fv[bn], lv[bn] = zero, bound
+                elif j == k:
+                    fv[bn], lv[bn] = inc, dec
+            nxt += [(field, pick(fv, field)), (left[ln], pick(lv, left[ln]))]
+        real = f["xr"] & f["yr"]
+        nxt_rowbase = Mux(f["yr"], rowbase + cfg.rowwords, rowbase)
+        nxt_yw = Mux(a.y == 0, 0, yw + cfg.w)
+        ra_inc = Mux(real, ra + 1, ra)
+        zero_lb, zero_ub = Const(0, len(a.lb)), Const(0, len(a.ub))
+        nxt += [
+            (ra, pick({"P": ra_inc, "X": ra_inc, "G": rowbase, "Y": nxt_rowbase,
+                       "T": Mux(out, ra + 1, nxt_rowbase)}, ra)),
+            (rowbase, pick({"Y": nxt_rowbase, "T": nxt_rowbase}, rowbase)),
+            (a.pw, pick({"G": a.pw + cfg.gstride, "Y": cfg.wbase, "T": cfg.wbase}, a.pw)),
+            (a.lb, pick({"G": a.lb + cfg.w, "Y": zero_lb, "T": zero_lb}, a.lb)),
+            (a.ub, pick({"G": a.ub + cfg.hw, "Y": nxt_yw, "T": zero_ub}, a.ub)),
+            (a.ym3, pick({"Y": Mux(a.ym3 == 2, 0, a.ym3 + 1), "T": Const(0, 2)}, a.ym3)),
+            (yw, pick({"Y": nxt_yw, "T": Const(0, len(yw))}, yw)),
+        ]
         with m.Elif(issue):
             with m.If(br["T"] & f["te"]):
                 m.d.sync += a_on.eq(0)
-            nbr = {n: 0 for n in br}
-            for bn in "PXGYT":
-                fa, fb = after(bn)
-                nb = branch(fa["ce"], fa["xe"], fa["xr"], fa["ge"], fa["ye"], fa["yr"])
-                nbr = {n: nbr[n] | (br[bn] & nb[n]) for n in br}
-                with m.If(br[bn]):
-                    m.d.sync += [f[n].eq(fa[n]) for n in f]
-                    m.d.sync += [f1[n].eq(fb[n]) for n in f]
-                    k = order.index(steps[bn])
-                    for j, ln in enumerate(order):
-                        field, bound = cnt[ln]
-                        if j < k:
-                            m.d.sync += [field.eq(0), left[ln].eq(bound)]
-                        elif j == k:
-                            m.d.sync += [field.eq(field + 1), left[ln].eq(left[ln] - 1)]
-            m.d.sync += [br[n].eq(nbr[n]) for n in br]
-            real = f["xr"] & f["yr"]
-            nxt_rowbase = Mux(f["yr"], rowbase + cfg.rowwords, rowbase)
-            nxt_yw = Mux(a.y == 0, 0, yw + cfg.w)
-            with m.If(br["P"] | br["X"]):
-                with m.If(real):
-                    m.d.sync += ra.eq(ra + 1)
-            with m.If(br["G"]):
-                m.d.sync += [a.pw.eq(a.pw + cfg.gstride), a.lb.eq(a.lb + cfg.w),
-                             a.ub.eq(a.ub + cfg.hw), ra.eq(rowbase)]
-            with m.If(br["Y"]):
-                m.d.sync += [a.pw.eq(cfg.wbase), a.lb.eq(0),
-                             a.ym3.eq(Mux(a.ym3 == 2, 0, a.ym3 + 1)), yw.eq(nxt_yw),
-                             a.ub.eq(nxt_yw), ra.eq(nxt_rowbase), rowbase.eq(nxt_rowbase)]
-            with m.If(br["T"]):
-                m.d.sync += [a.pw.eq(cfg.wbase), a.lb.eq(0), a.ym3.eq(0), yw.eq(0),
-                             a.ub.eq(0), ra.eq(Mux(out, ra + 1, nxt_rowbase)),
-                             rowbase.eq(nxt_rowbase)]
+            m.d.sync += [r.eq(v) for r, v in nxt]
         m.d.comb += [a.word.eq(f["xr"] & f["yr"]), a.last.eq(br["T"] & f["te"])]
 
 
@@ -350,7 +379,8 @@ def _at_most_one(v: Any) -> Any:
     n = len(v)
     groups = [v[i:i + 4] for i in range(0, n, 4)]
     anys = [g.any() for g in groups]
-    ones = [(g & (g - 1)) == 0 for g in groups]     # a 4-bit function: one LUT each
+    ones = [~Cat(*(g[i] & g[j] for i in range(len(g)) for j in range(i + 1, len(g)))).any()
+            for g in groups]                             # a 4-bit function: one LUT each
     pair = Const(0, 1)
     seen = Const(0, 1)
     for x in anys:

@@ -314,7 +314,7 @@ def run_fmax(out_dir: str | os.PathLike, *, device: str | None = None,
     figure = {"fmax_mhz": float(m.group(1)), "part": part,
               "source": "measured by this folder's fmax.sh"}
     ip["fmax_result"] = figure
-    keep = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
+    keep = ("TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D")
     if util:
         ip["resources"] = {"source": f"this folder's fmax.sh, after place and route on the "
                                      f"{part} (nextpnr cells)",

@@ -260,8 +260,8 @@ if ! "$NEXTPNR" "--$DEVICE" --package "$PACKAGE" --json "$OUT/netlist.json" --lp
   echo "fmax.sh: nextpnr-ecp5 failed (log: $OUT/nextpnr.log)" >&2
   exit 1
 fi
-grep -A 12 "Device utilisation" "$OUT/nextpnr.log" \\
-  | grep -E "TRELLIS_COMB|TRELLIS_FF|DP16KD|MULT18X18D" || true
+grep -A 40 "Device utilisation" "$OUT/nextpnr.log" \\
+  | grep -E "TRELLIS_COMB|TRELLIS_FF|TRELLIS_RAMW|DP16KD|MULT18X18D" || true
 fmax=$(grep "Max frequency for clock" "$OUT/nextpnr.log" | tail -n 1 \\
   | sed -E "s/.*: *([0-9.]+) MHz.*/\\1/")
 if [ -z "$fmax" ]; then echo "fmax.sh: nextpnr reported no Fmax" >&2; exit 1; fi

@@ -290,6 +290,32 @@ def test_fmax_script_is_valid_and_its_outreg_step_needs_no_dietsnn(ip, tmp_path)
     assert "0 flip-flops moved" in r.stdout
 
 
+def test_run_fmax_records_the_scripts_figure(ip, tmp_path):
+    from dietsnn.hw.accel.ip import FmaxError, run_fmax
+    out, _, _ = ip
+    folder = tmp_path / "fmax"
+    shutil.copytree(out, folder)
+    report = {"fmax": {"clk": {"achieved": 97.75, "constraint": 200}},
+              "utilization": {"TRELLIS_COMB": {"used": 17961, "available": 24288},
+                              "DP16KD": {"used": 16, "available": 56},
+                              "ALU54B": {"used": 0, "available": 14}}}
+    (folder / "fmax.sh").write_text(
+        "mkdir -p fmax_build\n"
+        f"echo '{json.dumps(report)}' > fmax_build/report.json\n"
+        "echo 'Fmax 97.8 MHz: 3532 images/s at 27675.0 clocks per image'\n")
+    fig = run_fmax(folder)
+    assert fig["fmax_mhz"] == 97.8 and fig["part"] == "LFE5U-85F"
+    assert set(fig["utilisation"]) == {"TRELLIS_COMB", "DP16KD"}
+    readme = (folder / "README.md").read_text()
+    assert "measured by this folder's fmax.sh: **97.8 MHz** on the LFE5U-85F" in readme
+    assert "17,961 of 24,288" in readme
+    assert json.loads((folder / "params.json").read_text())["ip"]["fmax_result"]["fmax_mhz"] \
+        == 97.8
+    (folder / "fmax.sh").write_text("echo 'nextpnr-ecp5 failed' >&2; exit 1\n")
+    with pytest.raises(FmaxError, match="nextpnr-ecp5 failed"):
+        run_fmax(folder)
+
+
 def test_cli_arguments(tmp_path):
     r = subprocess.run([*CLI, "rtl", "--model", "random:8C-P-16C-P-10", "--out",
                         str(tmp_path / "n"), "--name", "x"], capture_output=True, text=True)

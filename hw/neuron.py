@@ -394,9 +394,10 @@ def _data(shape: Any, name: str) -> Signal:
     return Signal(shape, name=name, reset_less=True)
 
 
-def _reg(m: Module, name: str, v: Any) -> Signal:
-    """``v`` registered (same shape, no reset)."""
-    r = Signal(v.shape(), name=name, reset_less=True)
+def _reg(m: Module, name: str, v: Any, *, keep: bool = False) -> Signal:
+    """``v`` registered (same shape, no reset); ``keep``: never merged with an identical
+    register (a deliberate copy that cuts a fan-out)."""
+    r = Signal(v.shape(), name=name, reset_less=True, attrs={"keep": 1} if keep else {})
     m.d.sync += r.eq(v)
     return r
 
@@ -478,7 +479,7 @@ def lif_recurrence(m: Module, *, old: Any, k: Any, q: dict[str, Any], sat_hi: An
     if stages >= 2:
         u, sh = (_reg(m, f"{n}_{name}_r", v) for n, v in (("u", u), ("sh", sh)))
         qp = {n: _reg(m, f"q_{n}_{name}_r", v) for n, v in qp.items()}
-        len_ = _reg(m, f"leak_en_{name}_r", len_)
+        len_ = _reg(m, f"leak_en_{name}_r", len_, keep=True)   # one per lane: its fan-out
     nsh = Mux(len_, ~sh, -1)             # -sh = ~sh + 1: the +1 is a carry-in
     row_t = _csa(u, nsh, qp["t"], W)     # shared by s (carry-in 0) and y (carry-in 1)
     hi = _cpa(_csa(u, nsh, qp["hi"], W), 1, W) >= 0   # x > 2^(b-1) - 1

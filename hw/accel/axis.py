@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -130,26 +130,31 @@ class ResultStreamer(wiring.Component):
         m = Module()
         K = self._plan.classes
         ax = self.m_axis
-        res = Signal.like(self.result)
         info = Signal.like(self.info)
         on = Signal()
-        k = Signal(range(K + 1))
-        words = [res.cls.as_unsigned()] + [res.logits[j].as_signed() for j in range(K)]
-        take = Signal()
+        # the beats as a shift register: ``tdata`` and ``tlast`` come straight from registers
+        beats = [Signal(OUT_DATA_BITS, name=f"beat{j}", reset_less=True) for j in range(K + 1)]
+        left = Signal(range(K + 2))
+        last = Signal()
+        words = [self.result.cls.as_unsigned()] + [self.result.logits[j].as_signed()
+                                                   for j in range(K)]
+        take = Signal()     # ``load`` registered (it fans out to every held bit)
+        take_c = Signal(name="take_c", attrs={"keep": 1})  # its copy for ``free``
         m.d.comb += [
-            self.free.eq(~on & ~take),
+            self.free.eq(~on & ~take_c),
             ax.tvalid.eq(on),
-            ax.tdata.eq(Array(words)[k]),
-            ax.tlast.eq(k == K),
+            ax.tdata.eq(beats[0]),
+            ax.tlast.eq(last),
             self.held_info.eq(info),
         ]
-        # ``load`` is registered first (it fans out to every held bit); ``result`` and
-        # ``info`` are still the same one clock later
-        m.d.sync += take.eq(self.load & ~on)
+        # ``result`` and ``info`` are still the same one clock after ``load``
+        m.d.sync += [take.eq(self.load & ~on), take_c.eq(self.load & ~on)]
         with m.If(take):
-            m.d.sync += [res.eq(self.result), info.eq(self.info), on.eq(1), k.eq(0)]
+            m.d.sync += [info.eq(self.info), on.eq(1), left.eq(K + 1), last.eq(K == 0)]
+            m.d.sync += [bt.eq(w) for bt, w in zip(beats, words, strict=True)]
         with m.Elif(on & ax.tready):
-            m.d.sync += k.eq(k + 1)
-            with m.If(k == K):
+            m.d.sync += [beats[j].eq(beats[j + 1]) for j in range(K)]
+            m.d.sync += [left.eq(left - 1), last.eq(left == 2)]
+            with m.If(last):
                 m.d.sync += on.eq(0)
         return m

@@ -112,7 +112,7 @@ class LIFPipe(wiring.Component):
         first = delay(pay.first, 2, "first")
         k = delay(pay.params.leak_shift, 2, "k")
         # the shift amount, one copy per lane (each drives a B-bit barrel shifter)
-        lane_k = [Signal.like(k[2], name=f"k_{p}", init=p % (1 << len(k[2]))) for p in range(L)]
+        lane_k = [Signal.like(k[2], name=f"k_{p}", attrs={"keep": 1}) for p in range(L)]
         m.d.sync += [lk.eq(k[2]) for lk in lane_k]
         # c1: the parameters registered, 2^(b-1) and 2^(b-1) - 1 decoded from b
         b = pay.params.membrane_bits

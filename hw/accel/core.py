@@ -214,7 +214,7 @@ class Accelerator(wiring.Component):
                 continue
             sm = maps[name] = SpikeMap(width=L, depth=p.map_depth[key])
             m.submodules[f"map_{name}"] = sm
-            m.d.comb += [sm.rd_addr.eq(scanner.rd_addr), sm.rd_en.eq(scanner.rd_en)]
+            m.d.comb += sm.rd_addr.eq(scanner.rd_addr)
         for b in range(2):
             sm = maps[f"M{b}"]
             m.d.comb += [sm.wr_addr.eq(front.wr_addr), sm.wr_data.eq(front.wr_data),

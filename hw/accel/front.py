@@ -70,10 +70,16 @@ class Front(wiring.Component):
         period = front_period(p)
         pooled = bool(f.pool)
         ppb, pbits = p.pix_per_beat, p.pix_bits
-        m.submodules.wfront = wrom = memory.Memory(
-            shape=data.ArrayLayout(signed(WB), L), depth=len(p.front_rows),
-            init=[[int(v) for v in row] for row in p.front_rows])
-        wr_rom = wrom.read_port()
+        # the weight ROM in lane groups of 8, each read at its own copy of the row address
+        ng = (L + 7) // 8
+        rom_ports = []
+        for j in range(ng):
+            lanes_j = range(j * 8, min(L, j * 8 + 8))
+            mem = memory.Memory(shape=data.ArrayLayout(signed(WB), len(lanes_j)),
+                                depth=len(p.front_rows),
+                                init=[[int(row[i]) for i in lanes_j] for row in p.front_rows])
+            m.submodules[f"wfront{j}"] = mem
+            rom_ports.append((lanes_j, mem.read_port()))
 
         # ---- A: pixel and tap counters -------------------------------------------------------
         on = Signal()
@@ -142,11 +148,13 @@ class Front(wiring.Component):
         t_on, t_in, t_first, t_last = (Signal(name=f"t_{n}") for n in
                                        ("on", "in", "first", "last"))
         t_pix = Signal.like(pix)
-        t_row = Signal(range(max(2, len(p.front_rows))))
+        t_row = [Signal(range(max(2, len(p.front_rows))), name=f"t_row{j}", attrs={"keep": 1})
+                 for j in range(ng)]
         m.d.sync += [t_on.eq(u_on), t_in.eq(u_in), t_first.eq(u_first), t_last.eq(u_last),
-                     t_pix.eq(pix), t_row.eq(u_g * f.taps + u_k)]
+                     t_pix.eq(pix), *(r.eq(u_g * f.taps + u_k) for r in t_row)]
         m.d.comb += [self.img_addr.eq(t_pix >> shift),
-                     wr_rom.addr.eq(t_row), wr_rom.en.eq(1)]
+                     *(rp.addr.eq(r) for (_, rp), r in zip(rom_ports, t_row, strict=True)),
+                     *(rp.en.eq(1) for _, rp in rom_ports)]
         # ---- B: read; C: pixel select; D: multiply; E: accumulate ---------------------------
         b_on, b_in, b_first, b_last = (Signal(name=f"b_{n}") for n in
                                        ("on", "in", "first", "last"))
@@ -160,7 +168,8 @@ class Front(wiring.Component):
         m.d.sync += [b_on.eq(a_on), b_in.eq(a_in), b_lane.eq(a_lane), b_first.eq(a_first),
                      b_last.eq(a_last)]
         w_b = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
-        m.d.sync += w_b.eq(wr_rom.data)
+        for lanes_j, rp in rom_ports:
+            m.d.sync += [w_b[i].eq(rp.data[n]) for n, i in enumerate(lanes_j)]
         pix_c = Signal(signed(pbits), reset_less=True)
         w_c = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
         c_on, c_first, c_last = Signal(), Signal(), Signal()

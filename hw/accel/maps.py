@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,8 +31,9 @@ class SpikeMap(wiring.Component):
     Members
     -------
     wr_addr, wr_data, wr_en : ``In`` the write port (written at the clock edge).
-    rd_addr, rd_en : ``In`` the read address; rd_data : ``Out`` the word,
-        :data:`MAP_READ_LATENCY` clocks after its address (held while ``rd_en`` is low).
+    rd_addr : ``In`` the read address (the RAMs read every clock: no enable logic between a
+        RAM and its output register); rd_data : ``Out`` the word at the address of
+        :data:`MAP_READ_LATENCY` clocks earlier.
     """
 
     def __init__(self, *, width: int, depth: int) -> None:
@@ -42,7 +43,7 @@ class SpikeMap(wiring.Component):
         abits = max(1, (depth - 1).bit_length())
         super().__init__({
             "wr_addr": In(abits), "wr_data": In(width), "wr_en": In(1),
-            "rd_addr": In(abits), "rd_en": In(1),
+            "rd_addr": In(abits),
             "rd_data": Out(width),
         })
 
@@ -59,7 +60,7 @@ class SpikeMap(wiring.Component):
             hit_w = (self.wr_addr[lo:] == b) if n > 1 else 1
             m.d.comb += [wp.addr.eq(self.wr_addr[:lo]), wp.data.eq(self.wr_data),
                          wp.en.eq(self.wr_en & hit_w),
-                         rp.addr.eq(self.rd_addr[:lo]), rp.en.eq(self.rd_en)]
+                         rp.addr.eq(self.rd_addr[:lo])]
             q = Signal(self._width, name=f"q{b}", reset_less=True)
             m.d.sync += q.eq(rp.data)      # straight into a register: the RAM's output register
             qs.append(q)
@@ -69,7 +70,7 @@ class SpikeMap(wiring.Component):
             m.d.sync += out.eq(qs[0])
         else:
             hi = [Signal(len(self.rd_addr) - lo, name=f"bank_d{k}") for k in range(2)]
-            m.d.sync += [hi[0].eq(Mux(self.rd_en, self.rd_addr[lo:], hi[0])), hi[1].eq(hi[0])]
+            m.d.sync += [hi[0].eq(self.rd_addr[lo:]), hi[1].eq(hi[0])]
             with m.Switch(hi[1]):
                 for b, q in enumerate(qs):
                     with m.Case(b):

@@ -98,7 +98,8 @@ class Scanner(wiring.Component):
     -------
     cfg : ``In(cfg_layout)`` the stage, stable from ``start`` to ``done``.
     start : ``In(1)`` a pulse: begin the walk. busy : ``Out(1)``.
-    rd_addr, rd_en : ``Out`` the map read port's address and enable.
+    rd_addr : ``Out`` the map read address (the map reads every clock; the word of an
+        issued item is taken :data:`READ_LATENCY` clocks later).
     rd_data : ``In(L)`` the word read, :data:`READ_LATENCY` clocks after its address.
     tick : ``Out(stream.Signature(tick_shape, always_ready=True))`` one tick per clock
         (registered).
@@ -118,7 +119,6 @@ class Scanner(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "rd_addr": Out(max(1, (map_depth - 1).bit_length())),
-            "rd_en": Out(1),
             "rd_data": In(lanes),
             "tick": Out(stream.Signature(tick_shape, always_ready=True)),
         })
@@ -173,7 +173,6 @@ class Scanner(wiring.Component):
             nonempty.eq(stored != 0),
             take.eq(nonempty & (~b_on | b_fin)),
             self.rd_addr.eq(self._ra),
-            self.rd_en.eq(issue & a.word),
             self.busy.eq(self._a_on | (count != 0) | b_on),
         ]
         m.d.sync += [inflight_on[0].eq(issue), inflight[0].eq(a)]

@@ -193,7 +193,10 @@ class Accelerator(wiring.Component):
 
         imgs = []
         for b in range(2):
-            mem = memory.Memory(shape=unsigned(p.data_bits), depth=p.beats, init=[])
+            # (the framer never writes the buffer the front reads: no read-write collision,
+            # so synthesis needs no collision logic between the RAM and its register)
+            mem = memory.Memory(shape=unsigned(p.data_bits), depth=p.beats, init=[],
+                                attrs={"no_rw_check": 1})
             m.submodules[f"img{b}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
             m.d.comb += [wp.addr.eq(framer.wr_addr), wp.data.eq(framer.wr_data),

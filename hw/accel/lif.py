@@ -94,7 +94,10 @@ class LIFPipe(wiring.Component):
         L, B, W = self._lanes, self._mb, self.loop_bits
         inp, pay = self.i, self.i.payload
         lay = data.ArrayLayout(signed(B), L)
-        m.submodules.umem = umem = memory.Memory(shape=lay, depth=self._depth, init=[])
+        # a read never meets a write of its address in one clock (SAME_ADDR_GAP): synthesis
+        # needs no collision logic between the RAM and its register
+        m.submodules.umem = umem = memory.Memory(shape=lay, depth=self._depth, init=[],
+                                                 attrs={"no_rw_check": 1})
         rd, wr = umem.read_port(), umem.write_port()
 
         def delay(v: Any, n: int, name: str, reset: bool = False) -> list[Signal]:

@@ -3,7 +3,9 @@
 A map deeper than :data:`BANK_WORDS` words is split into banks; each bank's read goes straight
 into a register (synthesis moves it into the block RAM's output register), and the bank
 select is registered after it, so no path runs from a block RAM's array through a multiplexer
-to a flip-flop.
+to a flip-flop. The accelerator never reads a map word in the clock it is written (the front
+writes one ``M`` buffer while the back reads the other; a stage reads one ``P`` map and writes
+the other), so the RAMs carry ``no_rw_check``: synthesis adds no collision logic.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class SpikeMap(wiring.Component):
         qs = []
         for b in range(n):
             depth = min(BANK_WORDS, self._depth - b * BANK_WORDS)
-            mem = memory.Memory(shape=unsigned(self._width), depth=max(2, depth), init=[])
+            mem = memory.Memory(shape=unsigned(self._width), depth=max(2, depth), init=[],
+                                attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
             hit_w = (self.wr_addr[lo:] == b) if n > 1 else 1

@@ -135,6 +135,7 @@ class Scanner(wiring.Component):
         })
         issue = Signal()                     # A issues its item
         take = Signal()                      # B loads the FIFO's head
+        take_c = Signal()                    # the same, for the counters (below)
         self._walk(m, item, issue)
         a = self._a
         # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later and is pushed
@@ -144,11 +145,11 @@ class Scanner(wiring.Component):
         count = Signal(range(depth + 1))
         credit_ok = Signal(init=1)
         m.d.comb += issue.eq(self._a_on & credit_ok)
-        m.d.sync += count.eq(count + issue - take)
+        m.d.sync += count.eq(count + issue - take_c)
         # credit_ok = (count after this clock) < depth - 1, from compares of the count now
         lt = {d: Signal(name=f"count_lt{d}") for d in (-1, 0, 1)}
         m.d.comb += [lt[d].eq(count < depth - 1 - d) for d in lt]
-        m.d.sync += credit_ok.eq(Mux(issue & ~take, lt[1], Mux(take & ~issue, lt[-1], lt[0])))
+        m.d.sync += credit_ok.eq(Mux(issue & ~take_c, lt[1], Mux(take_c & ~issue, lt[-1], lt[0])))
         fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
         fifo_word = [Signal(L, name=f"fifo_word{k}", reset_less=True) for k in range(depth)]
         fifo_nxt = [Signal(L, name=f"fifo_nxt{k}", reset_less=True) for k in range(depth)]
@@ -169,6 +170,10 @@ class Scanner(wiring.Component):
         m.d.comb += b_fin.eq(b_on & (~b.word | fin))
         stored = Signal(range(depth + 1))    # items in the FIFO
         nonempty = Signal()
+        # ``take`` loads ~L*2 + item bits; a copy of it, computed from copies of its inputs
+        # (keep registers), steers the counters
+        cp = {n: Signal(name=f"{n}_c", attrs={"keep": 1}) for n in ("b_on", "word", "fin")}
+        m.d.comb += take_c.eq((stored != 0) & (~cp["b_on"] | ~cp["word"] | cp["fin"]))
         m.d.comb += [
             nonempty.eq(stored != 0),
             take.eq(nonempty & (~b_on | b_fin)),
@@ -179,26 +184,30 @@ class Scanner(wiring.Component):
         for k in range(1, READ_LATENCY):
             m.d.sync += [inflight_on[k].eq(inflight_on[k - 1]), inflight[k].eq(inflight[k - 1])]
         push = inflight_on[-1]
-        word_in = Signal(L)
-        m.d.comb += word_in.eq(Mux(inflight[-1].word, self.rd_data, 0))
+        # a virtual item's word is 0: the mask comes after the arithmetic on the word read
+        rd, is_word = self.rd_data, inflight[-1].word
         with m.If(push):
-            m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]), Array(fifo_word)[wp].eq(word_in),
-                         Array(fifo_nxt)[wp].eq(word_in & (word_in - 1)),
-                         Array(fifo_nz)[wp].eq(word_in.any()),
-                         Array(fifo_fin)[wp].eq(_at_most_one(word_in)),
+            m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]),
+                         Array(fifo_word)[wp].eq(Mux(is_word, rd, 0)),
+                         Array(fifo_nxt)[wp].eq(Mux(is_word, rd & (rd - 1), 0)),
+                         Array(fifo_nz)[wp].eq(is_word & rd.any()),
+                         Array(fifo_fin)[wp].eq(~is_word | _at_most_one(rd)),
                          wp.eq(Mux(wp == depth - 1, 0, wp + 1))]
         with m.If(take):
             m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
-        m.d.sync += stored.eq(stored + push - take)
+        m.d.sync += stored.eq(stored + push - take_c)
         with m.If(take):
             m.d.sync += [b.eq(Array(fifo_item)[rp]), b_on.eq(1), fresh.eq(1),
                          cur.eq(Array(fifo_word)[rp]), nxt.eq(Array(fifo_nxt)[rp]),
-                         cur_nz.eq(Array(fifo_nz)[rp]), fin.eq(Array(fifo_fin)[rp])]
+                         cur_nz.eq(Array(fifo_nz)[rp]), fin.eq(Array(fifo_fin)[rp]),
+                         cp["b_on"].eq(1), cp["word"].eq(Array(fifo_item)[rp].word),
+                         cp["fin"].eq(Array(fifo_fin)[rp])]
         with m.Elif(b_fin):
-            m.d.sync += b_on.eq(0)
+            m.d.sync += [b_on.eq(0), cp["b_on"].eq(0)]
         with m.Elif(b_on):
             m.d.sync += [cur.eq(nxt), nxt.eq(nxt & (nxt - 1)), fresh.eq(0),
-                         cur_nz.eq(~fin), fin.eq(_at_most_one(nxt))]
+                         cur_nz.eq(~fin), fin.eq(_at_most_one(nxt)),
+                         cp["fin"].eq(_at_most_one(nxt))]
 
         # ---- the tick, in two registered steps: the event's bit, then its weight row -------
         onehot = Signal(L)
@@ -315,17 +324,15 @@ class Scanner(wiring.Component):
                                                           "yr"))).items()]
         # next values, per branch (a one-hot AND-OR; the enable is ``issue`` alone)
         def pick(vals: dict[str, Any], reg: Any) -> Any:
+            """The register's next value: ``reg`` unless a branch in ``vals`` changes it."""
             groups: dict[int, tuple[list[str], Any]] = {}
             for bn in "PXGYT":
                 v = vals.get(bn, reg)
-                groups.setdefault(id(v), ([], v))[0].append(bn)
-            if len(groups) == 1:
-                return next(iter(groups.values()))[1]
-            terms = [Mux(Cat(*(br[bn] for bn in bns)).any(), v, 0)
-                     for bns, v in groups.values()]
-            out = terms[0]
-            for term in terms[1:]:
-                out = out | term
+                if v is not reg:
+                    groups.setdefault(id(v), ([], v))[0].append(bn)
+            out = reg
+            for bns, v in groups.values():
+                out = Mux(Cat(*(br[bn] for bn in bns)).any(), v, out)
             return out
 
         nxt: list[tuple[Any, Any]] = []

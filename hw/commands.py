@@ -185,7 +185,8 @@ def run_accel_ip(args: argparse.Namespace) -> int:
     c = ip["cycles"]
     print(f"wrote the IP folder {out}: {len(ip['modules'])} modules, "
           f"{len(ip['memories'])} memory files, {ip['testbench']['verilog']} "
-          f"({summary['tb_images']} images), {ip['core']}, fmax.sh, README.md")
+          f"({summary['tb_images']} test image{'s' if summary['tb_images'] > 1 else ''}), "
+          f"{ip['core']}, fmax.sh, README.md")
     print(f"  {params['model']}, {params['lanes']} lanes, {params['data_bits']}-bit s_axis; "
           f"front {c['front']:,} clocks, back {c['back_min']:,}..{c['back_max']:,}, "
           f"{c['interval_mean']:,.1f} clocks per image in a stream")

@@ -54,10 +54,13 @@ MODULE_ROLES = {
     "streamer": ("axis.ResultStreamer", "m_axis: class, then the logits"),
 }
 
-#: What each weight ROM holds (plan.py's layout), by memory name.
+#: What each weight ROM holds (plan.py's layout), by memory name (regular expressions).
 MEMORY_LAYOUT = {
     "wfront": "front weights: row `g*C_in*9 + c*9 + ky*3 + kx`, lane `l` = "
               "`W[g*L + l, c, ky, kx]` of the first layer",
+    r"wfront(\d+)": "front weights, lanes `8j .. 8j+7` of `wfront` for `wfront<j>`: row "
+                    "`g*C_in*9 + c*9 + ky*3 + kx`, lane `l` = `W[g*L + l, c, ky, kx]` of the "
+                    "first layer",
     "wmem": "engine weights, one row = 9 taps x L lanes: conv stage row `wbase + g*C_in + c`, "
             "tap `ky*3 + kx`, lane `l` = `W[g*L + l, c, ky, kx]`; linear stage: see "
             "`dietsnn.hw.accel.plan`",
@@ -93,6 +96,14 @@ def module_role(top: str, module: str) -> tuple[str, str]:
         if re.fullmatch(key, path):
             return role
     return "", ""
+
+
+def memory_layout(memory: str) -> str:
+    """What ROM ``memory`` holds (:data:`MEMORY_LAYOUT`; empty when not listed)."""
+    for key, text in MEMORY_LAYOUT.items():
+        if re.fullmatch(key, memory):
+            return text
+    return ""
 
 
 def _yaml_list(items: list[str], indent: int) -> str:
@@ -348,7 +359,7 @@ def readme(ip: dict[str, Any], params: dict[str, Any]) -> str:
         cls, role = module_role(name, m)
         mod_rows.append([f"`{m}`", f"`{m}.v`", f"`{cls}`" if cls else "", role])
     mem_rows = [[f"`{x['file']}`", f"`{x['module']}`", f"`{x['memory']}`", x["width"],
-                 x["depth"], MEMORY_LAYOUT.get(x["memory"], "")] for x in ip["memories"]]
+                 x["depth"], memory_layout(x["memory"])] for x in ip["memories"]]
     ports = params["ports"]
     res = ip.get("resources")
     if res:

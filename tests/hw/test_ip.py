@@ -91,7 +91,8 @@ def test_folder_contents_and_module_names(ip):
         assert not re.search(r"^\s*\S+\[\d+\] = \d+'[hdb][0-9a-fA-F]+;$", text, re.M), v
         for f in re.findall(r'\$readmemh\("([^"]+)"', text):
             assert (out / f).is_file(), f
-    assert {m["memory"] for m in info["memories"]} == {"wfront", "wmem", "wout"}
+    assert {re.sub(r"\d+$", "", m["memory"]) for m in info["memories"]} == \
+        {"wfront", "wmem", "wout"}
     assert info["ports"][:2] == [{"name": "clk", "dir": "input", "width": 1},
                                  {"name": "rst", "dir": "input", "width": 1}]
     assert len(info["testbench"]["images"]) == TB_IMAGES
@@ -128,11 +129,29 @@ def _lanes(word: int, n: int, bits: int) -> list[int]:
     return out
 
 
+def _rom(out: Path, params: dict, name: str) -> list[list[int]]:
+    """Rows of weight ROM ``name`` as signed weights: the fields of ``<name>`` or of its parts
+    ``<name>0``, ``<name>1``, ... (lane groups) joined in order."""
+    wb = params["weight_bits"]
+    parts = sorted((m for m in params["ip"]["memories"]
+                    if re.fullmatch(rf"{name}(\d*)", m["memory"])),
+                   key=lambda m: int(m["memory"][len(name):] or 0))
+    assert parts, f"no memory {name}: {[m['memory'] for m in params['ip']['memories']]}"
+    assert len({m["depth"] for m in parts}) == 1
+    rows = [[] for _ in range(parts[0]["depth"])]
+    for m in parts:
+        assert m["width"] % wb == 0
+        for r, word in enumerate(_words(out / m["file"], m["width"], m["depth"])):
+            rows[r] += _lanes(word, m["width"] // wb, wb)
+    return rows
+
+
 def test_memory_files_reproduce_the_model_weights(ip, model):
     out, params, _ = ip
-    mems = {m["memory"]: m for m in params["ip"]["memories"]}
-    L, wb = params["lanes"], params["weight_bits"]
-    read = {k: _words(out / m["file"], m["width"], m["depth"]) for k, m in mems.items()}
+    L = params["lanes"]
+    assert {re.sub(r"\d+$", "", m["memory"]) for m in params["ip"]["memories"]} == \
+        {"wfront", "wmem", "wout"}
+    read = {k: _rom(out, params, k) for k in ("wfront", "wmem", "wout")}
 
     # front ROM: row g*C_in*9 + c*9 + ky*3 + kx, lane l = W[g*L + l, c, ky, kx]
     f = params["front"]
@@ -141,8 +160,9 @@ def test_memory_files_reproduce_the_model_weights(ip, model):
     for g in range(f["g"]):
         for c in range(f["c_in"]):
             for t in range(9):
-                got[g * L:(g + 1) * L, c, t // 3, t % 3] = _lanes(
-                    read["wfront"][g * f["c_in"] * 9 + c * 9 + t], L, wb)
+                row = read["wfront"][g * f["c_in"] * 9 + c * 9 + t]
+                assert len(row) == L
+                got[g * L:(g + 1) * L, c, t // 3, t % 3] = row
     assert np.array_equal(got[:f["c_out"]], w) and not got[f["c_out"]:].any()
 
     # engine ROM: row = 9 taps x L lanes; conv stage row wbase + g*C_in + c
@@ -151,7 +171,8 @@ def test_memory_files_reproduce_the_model_weights(ip, model):
         got = np.zeros((s["g"] * L, s["c_in"], 3, 3), np.int64)
         for g in range(s["g"]):
             for c in range(s["c_in"]):
-                row = _lanes(read["wmem"][s["wbase"] + g * s["c_in"] + c], 9 * L, wb)
+                row = read["wmem"][s["wbase"] + g * s["c_in"] + c]
+                assert len(row) == 9 * L
                 for t in range(9):
                     got[g * L:(g + 1) * L, c, t // 3, t % 3] = row[t * L:(t + 1) * L]
         assert np.array_equal(got[:s["c_out"]], model.weights[s["name"]]), s["name"]
@@ -160,7 +181,7 @@ def test_memory_files_reproduce_the_model_weights(ip, model):
     # output ROM: row j*L + b (map word j = (y*W + x)*G + c // L, bit b = c % L) holds
     # W[k, (c*H + y)*W + x] of every class k
     o, last = params["out"], params["stages"][-1]
-    k, (c_in, h, wd) = o["classes"], (last["c_out"], last["ho"], last["wo"])
+    c_in, h, wd = last["c_out"], last["ho"], last["wo"]
     gg = -(-c_in // L)
     wout = model.weights[o["name"]]
     got = np.zeros_like(wout, dtype=np.int64)
@@ -170,9 +191,10 @@ def test_memory_files_reproduce_the_model_weights(ip, model):
             for x in range(wd):
                 row = ((y * wd + x) * gg + c // L) * L + c % L
                 used.add(row)
-                got[:, (c * h + y) * wd + x] = _lanes(read["wout"][row], k, wb)
+                assert len(read["wout"][row]) == o["classes"]
+                got[:, (c * h + y) * wd + x] = read["wout"][row]
     assert np.array_equal(got, wout)
-    assert not any(read["wout"][r] for r in range(mems["wout"]["depth"]) if r not in used)
+    assert not any(any(read["wout"][r]) for r in range(len(read["wout"])) if r not in used)
 
 
 @pytest.mark.skipif(tools.verilator() is None, reason="verilator is not installed")

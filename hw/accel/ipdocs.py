@@ -439,8 +439,9 @@ Side-band fields (bit ranges within the port):
 * **Reset.** `rst` is **synchronous and active high**: hold it high for at least one rising
   edge of `clk`. It clears every control register (the frame counters too); memories need no
   clearing (a reset during an image drops that image; the next one is computed correctly).
-  Registers also have power-up values (FPGA initial values), so a reset at start-up is good
-  practice rather than required.
+  The registers' Verilog initial values equal their reset values, so on an FPGA the design
+  also starts up reset; assert `rst` at start-up anywhere else (the testbench does, for 4
+  clocks).
 * **AXI4-Stream.** A beat moves on a rising edge of `clk` where `tvalid` and `tready` are both
   high. The accelerator never waits for `tready` before raising `m_axis__tvalid`, holds the
   beat while `m_axis__tready` is low, and accepts `s_axis` beats whenever one of its two image

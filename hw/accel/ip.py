@@ -117,7 +117,7 @@ def _resources(rec: dict[str, Any] | None) -> dict[str, Any] | None:
             figs[f"{rec[target]['part']} ({label})"] = (
                 f"{r['luts']:,} LUT / {r['ffs']:,} FF / {r['bram']:g} block RAM / "
                 f"{r['dsp']:g} DSP")
-    return {"source": f"recorded by dietsnn's bench/accel_synth.py at commit "
+    return {"source": f"Recorded by dietsnn's bench/accel_synth.py at commit "
                       f"{rec.get('commit', '?')} (the RTL may have changed since; "
                       f"`./fmax.sh` measures this folder)", "figures": figs}
 
@@ -193,8 +193,10 @@ def write_ip(model: Model, out_dir: str | os.PathLike, *, lanes: int | None = No
     if rec and rec.get("ecp5", {}).get("fmax_mhz"):
         fmax_result = {"fmax_mhz": float(rec["ecp5"]["fmax_mhz"]),
                        "part": rec["ecp5"]["part"],
-                       "source": f"recorded by bench/accel_synth.py (dietsnn's flow, the "
-                                 f"steps of fmax.sh) at commit {rec.get('commit', '?')}"}
+                       "source": f"recorded by bench/accel_synth.py, dietsnn's flow with "
+                                 f"the steps of fmax.sh, on the RTL of commit "
+                                 f"{rec.get('commit', '?')}; the RTL may have changed since, "
+                                 f"`./fmax.sh` measures this folder"}
     ip: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "name": name, "dietsnn": __version__,
         "commit": _commit(), "vlnv": f"dietsnn:accel:{name}:{__version__}",
@@ -316,7 +318,7 @@ def run_fmax(out_dir: str | os.PathLike, *, device: str | None = None,
     ip["fmax_result"] = figure
     keep = ("TRELLIS_COMB", "TRELLIS_FF", "TRELLIS_RAMW", "DP16KD", "MULT18X18D")
     if util:
-        ip["resources"] = {"source": f"this folder's fmax.sh, after place and route on the "
+        ip["resources"] = {"source": f"This folder's fmax.sh, after place and route on the "
                                      f"{part} (nextpnr cells)",
                            "figures": {k: f"{v['used']:,} of {v['available']:,}"
                                        for k, v in util.items() if k in keep}}

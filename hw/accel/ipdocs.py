@@ -371,10 +371,10 @@ def readme(ip: dict[str, Any], params: dict[str, Any]) -> str:
         resources = ("Not measured for this design point. `./fmax.sh` prints the ECP5 "
                      "resources after place and route with the Fmax.\n")
     fmax = ip.get("fmax_result")
-    fmax_text = (f"{fmax['source']}: **{fmax['fmax_mhz']:.1f} MHz** on the "
-                 f"{fmax['part']}, {fmax['fmax_mhz'] * 1e6 / cyc['interval_mean']:,.0f} images/s "
-                 f"at {cyc['interval_mean']:,.1f} clocks per image."
-                 if fmax else "Not measured for this design point: run `./fmax.sh`.")
+    fmax_text = (f"**{fmax['fmax_mhz']:.1f} MHz** on the {fmax['part']} ({fmax['source']}): "
+                 f"{fmax['fmax_mhz'] * 1e6 / cyc['interval_mean']:,.0f} images/s at the "
+                 f"testbench images' {cyc['interval_mean']:,.1f} clocks per image."
+                 if fmax else "not measured for this design point: run `./fmax.sh`.")
     file_rows = "".join([f"| `{m}.v` | module `{m}` |\n" for m in ip["modules"]]
                         + [f"| `{x['file']}` | contents of `{x['memory']}` (`$readmemh`) |\n"
                            for x in ip["memories"]])

@@ -329,7 +329,7 @@ def test_run_fmax_records_the_scripts_figure(ip, tmp_path):
     assert fig["fmax_mhz"] == 97.8 and fig["part"] == "LFE5U-85F"
     assert set(fig["utilisation"]) == {"TRELLIS_COMB", "DP16KD"}
     readme = (folder / "README.md").read_text()
-    assert "measured by this folder's fmax.sh: **97.8 MHz** on the LFE5U-85F" in readme
+    assert "**97.8 MHz** on the LFE5U-85F (measured by this folder's fmax.sh)" in readme
     assert "17,961 of 24,288" in readme
     assert json.loads((folder / "params.json").read_text())["ip"]["fmax_result"]["fmax_mhz"] \
         == 97.8

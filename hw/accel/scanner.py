@@ -159,12 +159,12 @@ class Scanner(wiring.Component):
         rp = Signal(range(depth))
         inflight_on = [Signal(name=f"fl_on{k}") for k in range(READ_LATENCY)]
         inflight = [Signal(item, name=f"fl_item{k}") for k in range(READ_LATENCY)]
-        b_on = Signal()
-        b = Signal(item)
+        b_on = Signal(attrs={"keep": 1})    # keep: never merged with its copy below
+        b = Signal(item, attrs={"keep": 1})
         cur = Signal(L)                      # bits not yet emitted
         nxt = Signal(L)                      # cur without its lowest set bit
         cur_nz = Signal()                    # cur != 0
-        fin = Signal()                       # nxt == 0: the tick now is the word's last
+        fin = Signal(attrs={"keep": 1})      # nxt == 0: the tick now is the word's last
         fresh = Signal()
         b_fin = Signal()
         m.d.comb += b_fin.eq(b_on & (~b.word | fin))
@@ -323,25 +323,43 @@ class Scanner(wiring.Component):
                                                          ("ce", "xe", "xr", "ge", "ye",
                                                           "yr"))).items()]
         # next values, per branch (a one-hot AND-OR; the enable is ``issue`` alone)
+        # ``sel[set]``: a register, high when the next issue takes one of the branches in the
+        # set (its own look-ahead, like ``br``): every select of a next value is one register
+        sel: dict[frozenset[str], Signal] = {}
+
+        def group(bns: list[str]) -> Signal:
+            key = frozenset(bns)
+            if len(key) == 1:
+                return br[bns[0]]
+            if key not in sel:
+                sel[key] = Signal(name="br_" + "".join(b for b in "PXGYT" if b in key))
+            return sel[key]
+
         def pick(vals: dict[str, Any], reg: Any) -> Any:
-            """The register's next value: ``reg`` unless a branch in ``vals`` changes it."""
+            """The register's next value: ``reg`` unless a branch in ``vals`` changes it (one
+            that every branch changes needs no hold)."""
             groups: dict[int, tuple[list[str], Any]] = {}
             for bn in "PXGYT":
                 v = vals.get(bn, reg)
                 if v is not reg:
                     groups.setdefault(id(v), ([], v))[0].append(bn)
-            out = reg
-            for bns, v in groups.values():
-                out = Mux(Cat(*(br[bn] for bn in bns)).any(), v, out)
+            gl = list(groups.values())
+            if sum(len(bns) for bns, _ in gl) == 5:
+                out, gl = gl[-1][1], gl[:-1]
+            else:
+                out = reg
+            for bns, v in gl:
+                out = Mux(group(bns), v, out)
             return out
 
         nxt: list[tuple[Any, Any]] = []
         nbr = {n: 0 for n in br}
         aft = {bn: after(bn) for bn in "PXGYT"}
+        nbs = {}
         for bn in "PXGYT":
             fa = aft[bn][0]
-            nb = branch(fa["ce"], fa["xe"], fa["xr"], fa["ge"], fa["ye"], fa["yr"])
-            nbr = {n: nbr[n] | (br[bn] & nb[n]) for n in br}
+            nbs[bn] = branch(fa["ce"], fa["xe"], fa["xr"], fa["ge"], fa["ye"], fa["yr"])
+            nbr = {n: nbr[n] | (br[bn] & nbs[bn][n]) for n in br}
         nxt += [(br[n], nbr[n]) for n in br]
         for n in f:
             nxt.append((f[n], pick({bn: aft[bn][0][n] for bn in "PXGYT"}, f[n])))
@@ -377,6 +395,14 @@ class Scanner(wiring.Component):
             with m.If(br["T"] & f["te"]):
                 m.d.sync += a_on.eq(0)
             m.d.sync += [r.eq(v) for r, v in nxt]
+        # the group selects, computed beside ``br``
+        b0 = branch(*(const0[n] for n in ("ce", "xe", "xr", "ge", "ye", "yr")))
+        for key, sg in sel.items():
+            with m.If(self.start):
+                m.d.sync += sg.eq(Cat(*(b0[n] for n in key)).any())
+            with m.Elif(issue):
+                m.d.sync += sg.eq(Cat(*(br[bn] & Cat(*(nbs[bn][n] for n in key)).any()
+                                        for bn in "PXGYT")).any())
         m.d.comb += [a.word.eq(f["xr"] & f["yr"]), a.last.eq(br["T"] & f["te"])]
 
 

@@ -170,19 +170,21 @@ class Front(wiring.Component):
         w_b = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
         for lanes_j, rp in rom_ports:
             m.d.sync += [w_b[i].eq(rp.data[n]) for n, i in enumerate(lanes_j)]
-        pix_c = Signal(signed(pbits), reset_less=True)
+        # the pixel, one copy per 8 multipliers (keep: the copies cut its fan-out)
+        pix_c = [Signal(signed(pbits), name=f"pix_c{j}", reset_less=True, attrs={"keep": 1})
+                 for j in range((L + 7) // 8)]
         w_c = Signal(data.ArrayLayout(signed(WB), L), reset_less=True)
         c_on, c_first, c_last = Signal(), Signal(), Signal()
         lanes_px = [self.img_data[i * pbits:(i + 1) * pbits].as_signed() for i in range(ppb)]
         sel = lanes_px[0]
         for i in range(1, ppb):
             sel = Mux(b_lane == i, lanes_px[i], sel)
-        m.d.sync += [pix_c.eq(Mux(b_in, sel, 0)), w_c.eq(w_b), c_on.eq(b_on),
+        m.d.sync += [*(pc.eq(Mux(b_in, sel, 0)) for pc in pix_c), w_c.eq(w_b), c_on.eq(b_on),
                      c_first.eq(b_first), c_last.eq(b_last)]
         prod_bits = pbits + WB
         prod = Signal(data.ArrayLayout(signed(prod_bits), L), reset_less=True)
         d_on, d_first, d_last = Signal(), Signal(), Signal()
-        m.d.sync += [prod[i].eq(pix_c * w_c[i]) for i in range(L)]
+        m.d.sync += [prod[i].eq(pix_c[i // 8] * w_c[i]) for i in range(L)]
         m.d.sync += [d_on.eq(c_on), d_first.eq(c_first), d_last.eq(c_last)]
         acc = Signal(data.ArrayLayout(signed(f.current_bits), L), reset_less=True)
         e_done = Signal()

@@ -280,6 +280,7 @@ class Accelerator(wiring.Component):
         b_counts = [Signal(p.count_bits, name=f"b_count{k}") for k in range(nc)]
         b_fcyc = Signal(32)
         start_stage = Signal()
+        m.d.sync += start_stage.eq(0)     # (set in state CFG below: high exactly in START)
         m.d.comb += [scanner.start.eq(start_stage), writer.start.eq(start_stage),
                      outu.start.eq(start_stage & cfg.out)]
         # scanner source map: each map's registered read, then the source select (registered:
@@ -315,11 +316,10 @@ class Accelerator(wiring.Component):
                     m.d.sync += b_fcyc.eq(Mux(bb, f_cycles[1], f_cycles[0]))
                     m.next = "CFG"
             with m.State("CFG"):          # cfg follows s_idx one clock later
-                m.d.sync += b_cyc.eq(b_cyc + 1)
+                m.d.sync += [b_cyc.eq(b_cyc + 1), start_stage.eq(1)]
                 m.next = "START"
-            with m.State("START"):
+            with m.State("START"):        # start_stage: a register, high in this state
                 m.d.sync += b_cyc.eq(b_cyc + 1)
-                m.d.comb += start_stage.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.sync += b_cyc.eq(b_cyc + 1)

@@ -4,7 +4,7 @@ The two halves of the accelerator work on consecutive images (:mod:`.core`), so 
 stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, where
 
 * ``front`` (``debug.front_cycles``) is data-independent:
-  ``G1 * H * W * period + 3T + 12`` with ``period = max(C_in * 9, 3T)``
+  ``G1 * H * W * period + 3T + 13`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
   ``sum over LIF stages (N_s + 24) + N_out + K + 16`` where ``N`` is the stage's tick count,
@@ -37,7 +37,7 @@ STAGE_OVERHEAD = 20 + READ_LATENCY
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
 BACK_OVERHEAD = 12 + READ_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
-FRONT_FILL = 12
+FRONT_FILL = 13
 
 
 def front_period(plan: AccelPlan) -> int:

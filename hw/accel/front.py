@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 12         (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 13         (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
@@ -104,7 +104,11 @@ class Front(wiring.Component):
         last_col = xx0 == cols - 1
         last_row = yy0 == rows - 1
         last_px = last_k & last_sub & last_col & last_row & (g == G - 1)
-        with m.If(self.start):
+        # ``start`` registered here first (it comes from the top's handshake, far away, and
+        # fans out to every counter); ``busy`` covers the clock in between
+        start = Signal()
+        m.d.sync += start.eq(self.start)
+        with m.If(start):
             m.d.sync += [on.eq(1), g.eq(0), yy0.eq(0), xx0.eq(0), sub.eq(0), k.eq(0), c.eq(0),
                          ky.eq(0), kx.eq(0)]
         with m.Elif(on):
@@ -227,7 +231,7 @@ class Front(wiring.Component):
         step_words = f.map_words          # words of one time step
         w_last_sub = (wsub == 3) if pooled else 1
         pix_done = beat & t_last & w_last_sub
-        with m.If(self.start):
+        with m.If(start):
             m.d.sync += [wa.eq(0), pb.eq(0), wg.eq(0), wrow.eq(0), wcol.eq(0), wsub.eq(0)]
         with m.Elif(beat):
             with m.If(~t_last):
@@ -258,7 +262,7 @@ class Front(wiring.Component):
             write = beat
         m.d.comb += [self.wr_addr.eq(wa), self.wr_data.eq(word), self.wr_en.eq(write)]
         busy = Signal()
-        with m.If(self.start):
+        with m.If(start):
             m.d.sync += busy.eq(1)
         with m.Elif(pix_done & (wg == G - 1) & (wrow == rows - 1) & (wcol == cols - 1)):
             m.d.sync += busy.eq(0)
@@ -269,5 +273,5 @@ class Front(wiring.Component):
             ppop, pinc, ppop_busy = popcount(m, word, write, "front_pool_pop")
             m.d.comb += [self.pool_pop.eq(ppop), self.pool_inc.eq(pinc)]
             pop_busy = pop_busy | ppop_busy
-        m.d.comb += self.busy.eq(busy | pop_busy)
+        m.d.comb += self.busy.eq(start | busy | pop_busy)
         return m

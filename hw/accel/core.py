@@ -235,8 +235,11 @@ class Accelerator(wiring.Component):
         f_start = Signal()
         m.d.comb += f_start.eq(~f_run & framer.avail & ~m_full.bit_select(mb, 1))
         m.d.comb += front.start.eq(f_start)
+        # the front's busy registered here (the front is far); a run ends from its second clock
         f_end = Signal()
-        m.d.comb += f_end.eq(f_run & ~front.busy)
+        f_busy, f_run2 = Signal(), Signal()
+        m.d.sync += [f_busy.eq(front.busy), f_run2.eq(f_run)]
+        m.d.comb += f_end.eq(f_run & f_run2 & ~f_busy)
         with m.If(f_start):
             m.d.sync += [f_run.eq(1), f_cyc.eq(1)]
             for b in range(2):
@@ -280,7 +283,12 @@ class Accelerator(wiring.Component):
         b_counts = [Signal(p.count_bits, name=f"b_count{k}") for k in range(nc)]
         b_fcyc = Signal(32)
         start_stage = Signal()
-        m.d.sync += start_stage.eq(0)     # (set in state CFG below: high exactly in START)
+        m.d.sync += start_stage.eq(0)     # (set in state CFG2 below: high exactly in START)
+        # the units' busy flags registered here (they are far): a stage is over when they were
+        # all low a clock ago and that clock was not START's
+        units_idle, scan_idle, start_d1 = Signal(), Signal(), Signal()
+        m.d.sync += [units_idle.eq(~scanner.busy & ~engine.busy & ~writer.busy),
+                     scan_idle.eq(~scanner.busy), start_d1.eq(start_stage)]
         m.d.comb += [scanner.start.eq(start_stage), writer.start.eq(start_stage),
                      outu.start.eq(start_stage & cfg.out)]
         # scanner source map: each map's registered read, then the source select (registered:
@@ -316,6 +324,9 @@ class Accelerator(wiring.Component):
                     m.d.sync += b_fcyc.eq(Mux(bb, f_cycles[1], f_cycles[0]))
                     m.next = "CFG"
             with m.State("CFG"):          # cfg follows s_idx one clock later
+                m.d.sync += b_cyc.eq(b_cyc + 1)
+                m.next = "CFG2"
+            with m.State("CFG2"):         # the units register cfg
                 m.d.sync += [b_cyc.eq(b_cyc + 1), start_stage.eq(1)]
                 m.next = "START"
             with m.State("START"):        # start_stage: a register, high in this state
@@ -326,7 +337,7 @@ class Accelerator(wiring.Component):
                 with m.If(cfg.out):
                     with m.If(outu.done):
                         m.next = "RESULT"
-                with m.Elif(~scanner.busy & ~engine.busy & ~writer.busy & ~start_stage):
+                with m.Elif(units_idle & ~start_stage & ~start_d1):
                     m.d.sync += s_idx.eq(s_idx + 1)
                     m.next = "CFG"
             with m.State("RESULT"):
@@ -342,19 +353,20 @@ class Accelerator(wiring.Component):
             m.d.comb += streamer.info.debug.counts[k].eq(b_counts[k])
         m.d.comb += self.debug.eq(streamer.held_info.debug)
         # release of M[bb]: after the stage that reads M has scanned its last word
-        with m.If(self._release_condition(m, cfg, scanner, start_stage)):
+        with m.If(self._release_condition(m, cfg, scan_idle, start_stage | start_d1)):
             m.d.comb += m_clr.eq(Mux(bb, 0b10, 0b01))
             m.d.sync += bb.eq(~bb)
         return m
 
-    def _release_condition(self, m: Module, cfg: Any, scanner: Scanner,
-                           start_stage: Any) -> Signal:
-        """A pulse when the stage reading ``M`` has issued its last read."""
+    def _release_condition(self, m: Module, cfg: Any, scan_idle: Any,
+                           starting: Any) -> Signal:
+        """A pulse when the stage reading ``M`` has issued its last read (``scan_idle``: the
+        scanner's idle flag a clock late; ``starting``: START or the clock after it)."""
         was = Signal()
         rel = Signal()
-        with m.If(start_stage):
-            m.d.sync += was.eq(cfg.src == 0)
-        with m.Elif(was & ~scanner.busy):
+        m.d.comb += rel.eq(was & scan_idle & ~starting)
+        with m.If(starting & (cfg.src == 0)):
+            m.d.sync += was.eq(1)
+        with m.Elif(rel):
             m.d.sync += was.eq(0)
-        m.d.comb += rel.eq(was & ~scanner.busy & ~start_stage)
         return rel

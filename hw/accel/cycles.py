@@ -4,10 +4,10 @@ The two halves of the accelerator work on consecutive images (:mod:`.core`), so 
 stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, where
 
 * ``front`` (``debug.front_cycles``) is data-independent:
-  ``G1 * H * W * period + 3T + 13`` with ``period = max(C_in * 9, 3T)``
+  ``G1 * H * W * period + 3T + 14`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
-  ``sum over LIF stages (N_s + 24) + N_out + K + 16`` where ``N`` is the stage's tick count,
+  ``sum over LIF stages (N_s + 27) + N_out + K + 17`` where ``N`` is the stage's tick count,
   one tick per set bit of a map word, one for a zero word, one per virtual position (two per
   row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
 
@@ -33,11 +33,11 @@ from .plan import AccelPlan, EventStage, make_plan
 from .scanner import READ_LATENCY
 
 #: Clocks a LIF stage costs beyond its ticks (start, the map read's fill, pipeline drain).
-STAGE_OVERHEAD = 20 + READ_LATENCY
+STAGE_OVERHEAD = 23 + READ_LATENCY
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
-BACK_OVERHEAD = 12 + READ_LATENCY
+BACK_OVERHEAD = 13 + READ_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
-FRONT_FILL = 13
+FRONT_FILL = 14
 
 
 def front_period(plan: AccelPlan) -> int:

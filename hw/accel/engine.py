@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -128,24 +129,36 @@ class Engine(wiring.Component):
         m = Module()
         p = self._plan
         L, CB, WB = p.lanes, p.cur_bits, p.weight_bits
-        cfg = self.cfg
+        cfg = Signal.like(self.cfg, name="cfg_r")   # registered here (the ROM is far)
+        m.d.sync += cfg.eq(self.cfg)
         m.submodules.lif = lif = self._lif
         lane = data.ArrayLayout(signed(CB), L)
         wrow = data.ArrayLayout(data.ArrayLayout(signed(WB), L), 9)
-        m.submodules.wmem = wmem = memory.Memory(
-            shape=unsigned(9 * L * WB), depth=max(1, p.wrows),
-            init=pack(p.engine_rows, WB) if p.wrows else [0])
-        rd = wmem.read_port()
+        # the weight ROM, one memory per kernel tap (``wmem<k>``: row = L lanes), each read at
+        # its own registered copy of the row address (one address into ~9*L*WB/18 block RAMs
+        # spread over the die would be a long, wide fan-out)
+        rows = p.engine_rows if p.wrows else np.zeros((1, 9, L), np.int64)
+        taps_rd = []
+        for k in range(9):
+            mem = memory.Memory(shape=unsigned(L * WB), depth=max(1, p.wrows),
+                                init=pack(rows[:, k, :], WB))
+            m.submodules[f"wmem{k}"] = mem
+            taps_rd.append(mem.read_port())
 
-        # ---- E0/E1: weight row read; E2: window -------------------------------------------
-        t0 = self.tick.payload
-        m.d.comb += [rd.addr.eq(t0.waddr), rd.en.eq(1)]
+        # ---- E0: tick and address copies registered; E1: weight row read; E2: window -------
+        t0 = Signal(self._tick, name="tick0")
+        v0 = Signal()
+        m.d.sync += [t0.eq(self.tick.payload), v0.eq(self.tick.valid)]
+        for k, rd in enumerate(taps_rd):
+            wa = Signal.like(t0.waddr, name=f"waddr{k}", attrs={"keep": 1})
+            m.d.sync += wa.eq(self.tick.payload.waddr)
+            m.d.comb += [rd.addr.eq(wa), rd.en.eq(1)]
         tick1 = Signal(self._tick, name="tick1")
         tick2 = Signal(self._tick, name="tick2")
         v1, v2 = Signal(), Signal()
-        m.d.sync += [tick1.eq(t0), v1.eq(self.tick.valid), tick2.eq(tick1), v2.eq(v1)]
-        w2 = Signal(wrow, name="w2", reset_less=True)  # the read, straight into a register
-        m.d.sync += w2.eq(rd.data)
+        m.d.sync += [tick1.eq(t0), v1.eq(v0), tick2.eq(tick1), v2.eq(v1)]
+        w2 = Signal(wrow, name="w2", reset_less=True)  # the reads, straight into registers
+        m.d.sync += [w2[k].eq(rd.data) for k, rd in enumerate(taps_rd)]
         has_linear = any(s.kind == "linear" for s in p.stages)
         slot_w = Signal(data.ArrayLayout(signed(WB), L), name="slot_w")
         if has_linear:
@@ -284,7 +297,8 @@ class Engine(wiring.Component):
             li.tag.last_g.eq(f2_last_g),
         ]
         wiring.connect(m, wiring.flipped(self.o), lif.o)
-        m.d.comb += self.busy.eq(self.tick.valid | v1 | v2 | f1_on | f2_on | f3_on | lif.busy)
+        m.d.comb += self.busy.eq(self.tick.valid | v0 | v1 | v2 | f1_on | f2_on | f3_on
+                                 | lif.busy)
         return m
 
 
@@ -337,7 +351,8 @@ class MapWriter(wiring.Component):
         m = Module()
         p = self._plan
         L = p.lanes
-        cfg = self.cfg
+        cfg = Signal.like(self.cfg, name="cfg_r")   # registered here (the ROM is far)
+        m.d.sync += cfg.eq(self.cfg)
         pay, tag = self.i.payload, self.i.payload.tag
         on = self.i.valid
         m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(L),

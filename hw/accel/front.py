@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 13         (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 14         (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words

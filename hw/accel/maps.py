@@ -32,7 +32,8 @@ class SpikeMap(wiring.Component):
 
     Members
     -------
-    wr_addr, wr_data, wr_en : ``In`` the write port (written at the clock edge).
+    wr_addr, wr_data, wr_en : ``In`` the write port (registered, then written: the word is in
+        the RAM two clock edges later).
     rd_addr : ``In`` the read address (the RAMs read every clock: no enable logic between a
         RAM and its output register); rd_data : ``Out`` the word at the address of
         :data:`MAP_READ_LATENCY` clocks earlier.
@@ -53,6 +54,11 @@ class SpikeMap(wiring.Component):
         m = Module()
         n = -(-self._depth // BANK_WORDS)
         lo = min(len(self.rd_addr), (BANK_WORDS - 1).bit_length())
+        # the write port registered here first (its sources are other units, far away)
+        wa = Signal.like(self.wr_addr, name="wa")
+        wd = Signal.like(self.wr_data, name="wd")
+        we = Signal(name="we")
+        m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data), we.eq(self.wr_en)]
         qs = []
         for b in range(n):
             depth = min(BANK_WORDS, self._depth - b * BANK_WORDS)
@@ -60,9 +66,8 @@ class SpikeMap(wiring.Component):
                                 attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
-            hit_w = (self.wr_addr[lo:] == b) if n > 1 else 1
-            m.d.comb += [wp.addr.eq(self.wr_addr[:lo]), wp.data.eq(self.wr_data),
-                         wp.en.eq(self.wr_en & hit_w),
+            hit_w = (wa[lo:] == b) if n > 1 else 1
+            m.d.comb += [wp.addr.eq(wa[:lo]), wp.data.eq(wd), wp.en.eq(we & hit_w),
                          rp.addr.eq(self.rd_addr[:lo])]
             q = Signal(self._width, name=f"q{b}", reset_less=True)
             m.d.sync += q.eq(rp.data)      # straight into a register: the RAM's output register

@@ -96,7 +96,7 @@ class Scanner(wiring.Component):
 
     Members
     -------
-    cfg : ``In(cfg_layout)`` the stage, stable from ``start`` to ``done``.
+    cfg : ``In(cfg_layout)`` the stage, stable from a clock before ``start`` to ``done``.
     start : ``In(1)`` a pulse: begin the walk. busy : ``Out(1)``.
     rd_addr : ``Out`` the map read address (the map reads every clock; the word of an
         issued item is taken :data:`READ_LATENCY` clocks later).
@@ -126,7 +126,10 @@ class Scanner(wiring.Component):
     def elaborate(self, platform: Any) -> Module:
         m = Module()
         L = self._lanes
-        cfg = self.cfg
+        # the stage's settings registered here (they come from the top's stage ROM, far away;
+        # ``start`` comes a clock after they change)
+        self._cfg_r = cfg = Signal(self._cfg_layout, name="cfg_r")
+        m.d.sync += cfg.eq(self.cfg)
         tk = self._tick
         item = data.StructLayout({
             "word": 1, "x": tk["x"].shape, "y": tk["y"].shape, "g": tk["g"].shape,
@@ -251,7 +254,7 @@ class Scanner(wiring.Component):
         a down-counter beside it whose compares with 0, 1 and 2 give the end flags after this
         issue and after the next one, so no increment and compare sits before a decision.
         """
-        cfg = self.cfg
+        cfg = self._cfg_r
         self._a_on = a_on = Signal()
         self._a = a = Signal(item)
         self._ra = ra = Signal.like(self.rd_addr)   # address of the next word

@@ -172,6 +172,15 @@ def _revision() -> dict[str, Any]:
         return {}
 
 
+def _hw_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``hw/`` differs between two commits (True when unknown)."""
+    a, b = before.get("git_commit"), after.get("git_commit")
+    if not (a and b):
+        return True
+    p = subprocess.run(["git", "diff", "--quiet", a, b, "--", "hw"], cwd=ROOT)
+    return p.returncode != 0
+
+
 def run_figure(f: Figure, log_dir: Path) -> dict[str, Any]:
     """Run one figure; its stdout and stderr go to ``log_dir/<name>.log``."""
     from dietsnn.fileio import write_atomic
@@ -342,8 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for f in chosen:
         print(f"[figures] {f.name}: {command_line(f)}", file=sys.stderr, flush=True)
+        before = _revision()
         r = run_figure(f, ROOT / a.logs)
         r.update(_revision())
+        # a figure made while the RTL changed (commits or edits) mixes revisions: say so
+        r["rtl_changed_during_run"] = bool(
+            before.get("git_commit") != r.get("git_commit") and _hw_changed(before, r)
+            or before.get("hw_modified") or r.get("hw_modified"))
         print(f"[figures] {f.name}: exit {r['rc']} in {r['seconds']} s"
               + (f"; missing {', '.join(r['missing'])}" if r["missing"] else "")
               + (f" (log {r['log']})" if r["rc"] else ""), file=sys.stderr, flush=True)

@@ -19,8 +19,9 @@ from amaranth.lib.wiring import In, Out
 #: Words per bank (the depth of one block RAM column: ECP5 DP16KD 1024 x 18, xc7 RAMB36
 #: 1024 x 36).
 BANK_WORDS = 1024
-#: Clocks from ``rd_addr`` to ``rd_data``: the RAM, its output register, the bank select.
-MAP_READ_LATENCY = 3
+#: Clocks from ``rd_addr`` to ``rd_data``: the address register, the RAM, its output register,
+#: the bank select.
+MAP_READ_LATENCY = 4
 
 
 class SpikeMap(wiring.Component):
@@ -59,6 +60,9 @@ class SpikeMap(wiring.Component):
         wd = Signal.like(self.wr_data, name="wd")
         we = Signal(name="we")
         m.d.sync += [wa.eq(self.wr_addr), wd.eq(self.wr_data), we.eq(self.wr_en)]
+        # and the read address, near the RAMs (the scanner that drives it stays compact)
+        ra = Signal.like(self.rd_addr, name="ra")
+        m.d.sync += ra.eq(self.rd_addr)
         qs = []
         for b in range(n):
             depth = min(BANK_WORDS, self._depth - b * BANK_WORDS)
@@ -68,7 +72,7 @@ class SpikeMap(wiring.Component):
             wp, rp = mem.write_port(), mem.read_port()
             hit_w = (wa[lo:] == b) if n > 1 else 1
             m.d.comb += [wp.addr.eq(wa[:lo]), wp.data.eq(wd), wp.en.eq(we & hit_w),
-                         rp.addr.eq(self.rd_addr[:lo])]
+                         rp.addr.eq(ra[:lo])]
             q = Signal(self._width, name=f"q{b}", reset_less=True)
             m.d.sync += q.eq(rp.data)      # straight into a register: the RAM's output register
             qs.append(q)
@@ -78,7 +82,7 @@ class SpikeMap(wiring.Component):
             m.d.sync += out.eq(qs[0])
         else:
             hi = [Signal(len(self.rd_addr) - lo, name=f"bank_d{k}") for k in range(2)]
-            m.d.sync += [hi[0].eq(self.rd_addr[lo:]), hi[1].eq(hi[0])]
+            m.d.sync += [hi[0].eq(ra[lo:]), hi[1].eq(hi[0])]
             with m.Switch(hi[1]):
                 for b, q in enumerate(qs):
                     with m.Case(b):

@@ -297,11 +297,7 @@ class NeuronArray(wiring.Component):
         lane_last_addr = [Signal(self._addr_bits, name=f"s{R}_addr_{p}",
                                  init=p % (1 << self._addr_bits)) for p in range(P)]
         m.d.sync += [a.eq(addr[-2] if R >= 2 else inp.payload.addr) for a in lane_last_addr]
-        # and a copy of the last stage's valid per lane (keep: the copies cut its fan-out)
-        lane_last_valid = [Signal(name=f"s{R}_valid_{p}", attrs={"keep": 1}) for p in range(P)]
-        m.d.sync += [v.eq(valid[-2] if R >= 2 else load) for v in lane_last_valid]
-        hit_now = [v & (a == inp.payload.addr)
-                   for v, a in zip(lane_last_valid, lane_last_addr, strict=True)]
+        hit_now = [last_valid & (a == inp.payload.addr) for a in lane_last_addr]
         m.d.sync += [
             addr[0].eq(inp.payload.addr),
             step[0].eq(inp.payload.step),

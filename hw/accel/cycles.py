@@ -7,7 +7,7 @@ stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, whe
   ``G1 * H * W * period + 3T + 14`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
-  ``sum over LIF stages (N_s + 28) + N_out + K + 19`` where ``N`` is the stage's tick count,
+  ``sum over LIF stages (N_s + 28) + N_out + K + 18`` where ``N`` is the stage's tick count,
   one tick per set bit of a map word, one for a zero word, one per virtual position (two per
   row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
 
@@ -35,7 +35,7 @@ from .scanner import READ_LATENCY
 #: Clocks a LIF stage costs beyond its ticks (start, the map read's fill, pipeline drain).
 STAGE_OVERHEAD = 23 + READ_LATENCY
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
-BACK_OVERHEAD = 14 + READ_LATENCY
+BACK_OVERHEAD = 13 + READ_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
 FRONT_FILL = 14
 

@@ -57,16 +57,13 @@ class OutUnit(wiring.Component):
             shape=row, depth=max(2, p.out.wrows),
             init=[[int(v) for v in r] for r in p.out_rows])
         rd = wout.read_port()
-        # the tick registered here first (the scanner is far; its address drives the ROM)
-        t = Signal.like(self.tick.payload, name="tick0")
-        v0 = Signal()
-        m.d.sync += [t.eq(self.tick.payload), v0.eq(self.tick.valid)]
+        t = self.tick.payload
         m.d.comb += [rd.addr.eq(Cat(t.b, t.cg)), rd.en.eq(1)]
         ev1, ev2, last1, last2, last3 = (Signal(name=n) for n in
                                          ("ev1", "ev2", "last1", "last2", "last3"))
         w2 = Signal(row, reset_less=True)
-        m.d.sync += [ev1.eq(v0 & t.ev), ev2.eq(ev1), w2.eq(rd.data),
-                     last1.eq(v0 & t.last), last2.eq(last1), last3.eq(last2)]
+        m.d.sync += [ev1.eq(self.tick.valid & t.ev), ev2.eq(ev1), w2.eq(rd.data),
+                     last1.eq(self.tick.valid & t.last), last2.eq(last1), last3.eq(last2)]
         acc = [Signal(signed(OB), name=f"logit{k}") for k in range(K)]
         clear = Signal()    # ``start`` registered (the first event is clocks behind it)
         m.d.sync += clear.eq(self.start)

@@ -300,19 +300,12 @@ class Scanner(wiring.Component):
             for n in f:
                 lk = order.index(loop_of[n])
                 if lk < k:                    # an inner loop: restarts
-                    fa[n], fb[n] = f0[n], f1n(n)
+                    fa[n], fb[n] = f0[n], const1[n]
                 elif lk == k:                 # this loop: one step
                     fa[n], fb[n] = f1[n], step[n][1]
                 else:                         # an outer loop: unchanged
                     fa[n], fb[n] = f[n], f1[n]
-            if bn in "GYT":                   # x restarts at 0, a real position
-                fa["xr"] = 1
-            if bn == "T":
-                fa["yr"] = 1
             return fa, fb
-
-        def f1n(n: str) -> Any:
-            return const1[n]
 
         with m.If(self.start):
             m.d.sync += [a_on.eq(1), a.x.eq(0), a.y.eq(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),

@@ -8,16 +8,17 @@ stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, whe
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
   ``sum over LIF stages (N_s + 28) + N_out + K + 18`` where ``N`` is the stage's tick count,
-  one tick per set bit of a map word, one for a zero word, one per virtual position (two per
-  row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
+  one tick per two set bits of a map word (``max(1, ceil(n / 2))`` ticks for a word with
+  ``n``; the output stage one per set bit), one for a zero word, one per virtual position
+  (two per row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
 
 :func:`image_cycles` evaluates both on the golden model's spikes
 (``golden.run(..., record={"spikes"})``); the tests require equality with the RTL's counters.
 
 :func:`cycle_bound` is the lower bound of this design on the same spikes: the front needs one
 clock per tap of every output pixel and group (``G1 * H * W * C_in * 9``), the back one clock
-per input spike and output group of every event-driven stage plus one per input spike of the
-output layer; the bound on the interval is the larger of the two.
+per two input spikes and output group of every event-driven stage plus one per input spike of
+the output layer; the bound on the interval is the larger of the two.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from .plan import AccelPlan, EventStage, make_plan
 from .scanner import READ_LATENCY
 
 #: Clocks a LIF stage costs beyond its ticks (start, the map read's fill, pipeline drain).
-STAGE_OVERHEAD = 23 + READ_LATENCY
+STAGE_OVERHEAD = 24 + READ_LATENCY
+#: Events (input spikes of one map word) a LIF stage's tick carries; the output stage's
+#: ticks carry one.
+EVENTS_PER_TICK = 2
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
 BACK_OVERHEAD = 13 + READ_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
@@ -63,10 +67,12 @@ def word_pops(spikes: np.ndarray, lanes: int) -> np.ndarray:
 
 
 def stage_ticks(st: EventStage, pops: np.ndarray, timesteps: int) -> int:
-    """Ticks of one LIF stage on its input map's popcounts ``[T, H, W, G_in]``."""
+    """Ticks of one LIF stage on its input map's popcounts ``[T, H, W, G_in]``: a word with
+    ``n`` set bits takes ``max(1, ceil(n / 2))`` (two events per tick)."""
+    pops = -(-pops // EVENTS_PER_TICK)
     per_word = np.maximum(pops, 1).reshape(timesteps, -1).sum(axis=1)  # per step
     if st.kind == "conv":
-        rows = np.maximum(pops, 1).sum(axis=(2, 3))                   # [T, H]
+        rows = np.maximum(pops, 1).sum(axis=(2, 3))                    # [T, H]
         real = st.g * (rows.sum() + 2 * st.h * timesteps)
     else:
         real = st.g * (per_word.sum() + 2 * timesteps)
@@ -113,7 +119,7 @@ def image_cycles(model: Model, res: Result, i: int, *, lanes: int,
     for st in plan.stages:
         pops = word_pops(res.spikes[src][i], L)
         ticks.append(stage_ticks(st, pops, T))
-        bound_back += int(pops.sum()) * st.g
+        bound_back += -(-int(pops.sum()) * st.g // EVENTS_PER_TICK)
         src = st.pool or st.name
     pops = word_pops(res.spikes[src][i], L)
     n_out = out_ticks(pops)

@@ -1,6 +1,8 @@
 """The synaptic engine and the map writer of the event-driven stages.
 
-**Engine.** One input spike per clock updates all 9 kernel positions x ``L`` output channels:
+**Engine.** Two input spikes of one map word per clock update all 9 kernel positions x ``L``
+output channels (the scanner's tick carries up to two events; each tap memory has two read
+ports, one per event, so the second event costs no block RAM):
 a *window* of ``3 x 3 x L`` accumulators holds the partial currents of output rows
 ``y-1, y, y+1`` and columns ``x-1, x, x+1`` around the scanner's position ``(y, x)``. An event
 (input channel ``c`` at ``(y, x)``) reads one weight row (9 taps x ``L`` lanes) and adds tap
@@ -21,8 +23,9 @@ written by its first contribution before it is read (a reset or an aborted image
 stale currents behind). A linear stage is a 1x1 map whose virtual channels' weights sit in
 one of 9 tap slots of a row; the slot's weights go to the centre accumulator.
 
-Pipeline (clock after the scanner's registered tick): E0 weight row address, E1 weight row
-read, E2 window update (and flush capture), F1 line-buffer read, F2 add and write, F3 LIF
+Pipeline (clock after the scanner's registered tick): E0 weight row addresses, E1 weight row
+reads, E2 the two events' weights summed per tap and lane, E3 window update (and flush
+capture), F1 line-buffer read, F2 add and write, F3 LIF
 accept; the LIF spikes appear :data:`~.lif.LATENCY` clocks later, then the map writer.
 
 **Map writer.** Writes each LIF output word (``L`` spikes of one position and group) to the
@@ -138,68 +141,92 @@ class Engine(wiring.Component):
         # its own registered copy of the row address (one address into ~9*L*WB/18 block RAMs
         # spread over the die would be a long, wide fan-out)
         rows = p.engine_rows if p.wrows else np.zeros((1, 9, L), np.int64)
-        taps_rd = []
+        taps_rd: list[tuple[Any, Any]] = []
         for k in range(9):
             mem = memory.Memory(shape=unsigned(L * WB), depth=max(1, p.wrows),
                                 init=pack(rows[:, k, :], WB))
             m.submodules[f"wmem{k}"] = mem
-            taps_rd.append(mem.read_port())
+            taps_rd.append((mem.read_port(), mem.read_port()))   # the tick's two events
 
-        # ---- E0: tick and address copies registered; E1: weight row read; E2: window -------
+        # ---- E0: tick and address copies registered; E1: weight row reads; E2: the two
+        # events' taps summed (masked by their ``ev``); E3: window ---------------------------
         t0 = Signal(self._tick, name="tick0")
         v0 = Signal()
         m.d.sync += [t0.eq(self.tick.payload), v0.eq(self.tick.valid)]
-        for k, rd in enumerate(taps_rd):
-            wa = Signal.like(t0.waddr, name=f"waddr{k}", attrs={"keep": 1})
-            m.d.sync += wa.eq(self.tick.payload.waddr)
-            m.d.comb += [rd.addr.eq(wa), rd.en.eq(1)]
+        for k, ports in enumerate(taps_rd):
+            addrs = (self.tick.payload.waddr, self.tick.payload.waddr2)
+            for e, (rd, addr) in enumerate(zip(ports, addrs, strict=True)):
+                wa = Signal.like(t0.waddr, name=f"waddr{k}_{e}", attrs={"keep": 1})
+                m.d.sync += wa.eq(addr)
+                m.d.comb += [rd.addr.eq(wa), rd.en.eq(1)]
         tick1 = Signal(self._tick, name="tick1")
         tick2 = Signal(self._tick, name="tick2")
-        v1, v2 = Signal(), Signal()
-        m.d.sync += [tick1.eq(t0), v1.eq(v0), tick2.eq(tick1), v2.eq(v1)]
-        w2 = Signal(wrow, name="w2", reset_less=True)  # the reads, straight into registers
-        m.d.sync += [w2[k].eq(rd.data) for k, rd in enumerate(taps_rd)]
+        tick3 = Signal(self._tick, name="tick3")
+        v1, v2, v3 = Signal(), Signal(), Signal()
+        m.d.sync += [tick1.eq(t0), v1.eq(v0), tick2.eq(tick1), v2.eq(v1), tick3.eq(tick2),
+                     v3.eq(v2)]
+        w2 = [Signal(wrow, name=f"w2_{e}", reset_less=True) for e in range(2)]  # reads, into
+        m.d.sync += [w2[e][k].eq(ports[e].data)                                # registers
+                     for k, ports in enumerate(taps_rd) for e in range(2)]
         has_linear = any(s.kind == "linear" for s in p.stages)
-        slot_w = Signal(data.ArrayLayout(signed(WB), L), name="slot_w")
+        slot_w = [Signal(data.ArrayLayout(signed(WB), L), name=f"slot_w{e}") for e in range(2)]
         if has_linear:
-            with m.Switch(tick2.slot):
-                for k in range(9):
-                    with m.Case(k):
-                        m.d.comb += slot_w.eq(w2[k])
+            for e, slot in enumerate((tick2.slot, tick2.slot2)):
+                with m.Switch(slot):
+                    for k in range(9):
+                        with m.Case(k):
+                            m.d.comb += slot_w[e].eq(w2[e][k])
 
-        win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
-               for i in range(3)]
-        mv = v2 & tick2.mv
         ngw = (L + 7) // 8
-        ctl = _control_copies(m, v1, tick1, copies=9 * ngw)
+        # E2: per tap and lane, the sum of the two events' weights (each masked by its ``ev``
+        # copy, registered from tick 1); a linear stage's slot weights go to the centre only
+        evc = _event_copies(m, v1, tick1, copies=9 * ngw)
+        psum = [Signal(data.ArrayLayout(signed(WB + 1), L), name=f"psum{k}", reset_less=True)
+                for k in range(9)]
         for i in range(3):
             for j in range(3):
-                tap = w2[(2 - i) * 3 + (2 - j)]
-                if has_linear:          # linear: the slot's weights to the centre only
-                    sel = Signal.like(slot_w, name=f"tap{i}{j}")
-                    m.d.comb += sel.eq(Mux(cfg.linear, slot_w if i == j == 1 else 0, tap))
-                    tap = sel
+                k = (2 - i) * 3 + (2 - j)           # the weight tap of window (i, j)
+                taps = []
+                for e in range(2):
+                    tap = w2[e][k]
+                    if has_linear:
+                        sel = Signal.like(slot_w[e], name=f"tap{i}{j}_{e}")
+                        m.d.comb += sel.eq(Mux(cfg.linear, slot_w[e] if i == j == 1 else 0,
+                                               tap))
+                        tap = sel
+                    taps.append(tap)
+                for lane_i in range(L):
+                    ev1, ev2 = evc[(i * 3 + j) * ngw + lane_i // 8]
+                    m.d.sync += psum[i * 3 + j][lane_i].eq(Mux(ev1, taps[0][lane_i], 0)
+                                                           + Mux(ev2, taps[1][lane_i], 0))
+
+        # E3: the window (moves and pass starts from copies registered from tick 2)
+        win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
+               for i in range(3)]
+        mv = v3 & tick3.mv
+        ctl = _control_copies(m, v2, tick2, copies=9 * ngw)
+        for i in range(3):
+            for j in range(3):
                 nxt = win[i][j + 1] if j < 2 else None
                 for lane_i in range(L):
-                    ev, mv_c, ps = ctl[(i * 3 + j) * ngw + lane_i // 8]
+                    mv_c, ps = ctl[(i * 3 + j) * ngw + lane_i // 8]
                     if nxt is not None:
                         base = Mux(ps, 0, Mux(mv_c, nxt[lane_i], win[i][j][lane_i]))
                     else:
                         base = Mux(ps | mv_c, 0, win[i][j][lane_i])
-                    add = Mux(ev, tap[lane_i], 0)
-                    m.d.sync += win[i][j][lane_i].eq(base + add)
+                    m.d.sync += win[i][j][lane_i].eq(base + psum[i * 3 + j][lane_i])
 
         # flush capture: the column x - 2 leaves the window on ``mv``
         f1 = [Signal(lane, name=f"f1_{i}", reset_less=True) for i in range(3)]
         f1_on = Signal()
         f1_meta = Signal(self._tick, name="f1_meta")
-        ox_ok = (tick2.x >= 2) & (tick2.x <= cfg.w1 + 2)
+        ox_ok = (tick3.x >= 2) & (tick3.x <= cfg.w1 + 2)
         m.d.sync += f1_on.eq(mv & ox_ok)
         with m.If(mv):
             m.d.sync += [f1[i].eq(win[i][0]) for i in range(3)]
-            m.d.sync += f1_meta.eq(tick2)
-            m.d.sync += [f1_meta.lb.eq(tick2.lb + tick2.x - 2),
-                         f1_meta.ub.eq(tick2.ub + tick2.x - 2)]
+            m.d.sync += f1_meta.eq(tick3)
+            m.d.sync += [f1_meta.lb.eq(tick3.lb + tick3.x - 2),
+                         f1_meta.ub.eq(tick3.ub + tick3.x - 2)]
 
         # ---- F1: line-buffer read; F2: select and add; F3: write ------------------------------
         # Each bank is split into lane groups of 8, each with its own registered copies of the
@@ -225,7 +252,7 @@ class Engine(wiring.Component):
                 rp, wp = mem.read_port(domain="comb"), mem.write_port()
                 ra = Signal(lb_bits, name=f"f1_lb{k}_{j}", attrs={"keep": 1})
                 with m.If(mv):
-                    m.d.sync += ra.eq(tick2.lb + tick2.x - 2)
+                    m.d.sync += ra.eq(tick3.lb + tick3.x - 2)
                 m.d.comb += rp.addr.eq(ra)
                 for n, lane_i in enumerate(lanes_j):
                     m.d.sync += rb[k][lane_i].eq(rp.data[n])
@@ -297,20 +324,30 @@ class Engine(wiring.Component):
             li.tag.last_g.eq(f2_last_g),
         ]
         wiring.connect(m, wiring.flipped(self.o), lif.o)
-        m.d.comb += self.busy.eq(self.tick.valid | v0 | v1 | v2 | f1_on | f2_on | f3_on
+        m.d.comb += self.busy.eq(self.tick.valid | v0 | v1 | v2 | v3 | f1_on | f2_on | f3_on
                                  | lif.busy)
         return m
 
 
-def _control_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
-    """``copies`` registered copies ``(ev, mv, ps)`` of the window's controls, each driving a
-    share of the ``9 x L x cur_bits`` window adders instead of all of them (``keep``: synthesis
-    must not merge them back)."""
+def _event_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
+    """``copies`` registered copies ``(ev, ev2)`` of the tick's event flags, each masking a
+    share of the ``9 x L`` weight sums (``keep``: synthesis must not merge them back)."""
     out = []
     for k in range(copies):
-        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in ("ev", "mv", "ps"))
-        m.d.sync += [sigs[0].eq(valid & tick.ev), sigs[1].eq(valid & tick.mv),
-                     sigs[2].eq(valid & tick.ps)]
+        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in ("ev", "ev2"))
+        m.d.sync += [sigs[0].eq(valid & tick.ev), sigs[1].eq(valid & tick.ev2)]
+        out.append(sigs)
+    return out
+
+
+def _control_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
+    """``copies`` registered copies ``(mv, ps)`` of the window's controls, each driving a
+    share of the ``9 x L x cur_bits`` window adders instead of all of them (``keep``:
+    synthesis must not merge them back)."""
+    out = []
+    for k in range(copies):
+        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in ("mv", "ps"))
+        m.d.sync += [sigs[0].eq(valid & tick.mv), sigs[1].eq(valid & tick.ps)]
         out.append(sigs)
     return out
 

@@ -9,10 +9,11 @@ Units and the stages they run
       multiply-accumulates per clock, its LIF (a :class:`~dietsnn.hw.neuron.NeuronArray`)
       run over ``T`` steps of the same current; an optional 2x2 OR pool.
     * **engine** (:class:`EventStage`, ``kind`` ``"conv"`` or ``"linear"``): every hidden
-      layer after the first, event-driven: one input spike per clock updates ``9 x L``
-      window accumulators (all kernel positions of ``L`` output channels), a three-row line
-      buffer collects the partial currents, the final row goes through the LIF pipeline.
-      A linear layer is a 1x1 map whose "channels" are the input map's words x ``L`` bits.
+      layer after the first, event-driven: two input spikes (of one map word) per clock
+      update ``9 x L`` window accumulators (all kernel positions of ``L`` output channels),
+      a three-row line buffer collects the partial currents, the final row goes through the
+      LIF pipeline. A linear layer is a 1x1 map whose "channels" are the input map's
+      words x ``L`` bits.
     * **output** (:class:`OutStage`): the linear output layer (no LIF, sum over all ``T``
       steps) and the argmax.
 

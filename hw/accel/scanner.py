@@ -9,8 +9,10 @@ groups) the walk is::
           for x in 0..W+1:                positions, then two virtual ones (x = W, W+1)
             for cg in 0..G_in-1:          the words of a real position (x < W, y < H)
 
-A word with ``n`` set bits takes ``max(1, n)`` ticks: one **event** (``ev``) per set bit,
-lowest bit first, or one empty tick for a zero word. A virtual position takes one empty tick.
+A word with ``n`` set bits takes ``max(1, ceil(n / 2))`` ticks: each tick carries up to two
+**events**, the lowest (``ev``, ``b``) and the highest (``ev2``, ``b2``) of the word's bits not
+yet emitted, or is one empty tick for a zero word (the output stage: one event per tick, lowest
+bit first). A virtual position takes one empty tick.
 The first tick of a position ``x >= 1`` carries ``mv`` (the engine's window moves one column
 and flushes the column that left it); the first tick of a pass carries ``ps`` (the window
 starts empty). The output stage walks every word of all ``T`` steps in order, with no
@@ -64,16 +66,20 @@ def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
 
 def tick_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int, wrows: int,
                 lb_depth: int, u_depth: int) -> data.StructLayout:
-    """One tick: an event (``ev``: channel ``cg*L + b``, weight row ``waddr`` and tap
-    ``slot``) and/or a window move (``mv``), pass start (``ps``), and where the walk is:
-    ``x, y, g, t``, ``ym3 = y mod 3``, the pass's line-buffer base ``lb = g*W`` and membrane
-    base ``ub = g*H*W + max(y-1, 0)*W``; ``last``: the stage's last tick."""
+    """One tick: up to two events of one map word (``ev``: channel ``cg*L + b``, weight row
+    ``waddr`` and tap ``slot``; ``ev2``: ``b2``, ``waddr2``, ``slot2``) and/or a window move
+    (``mv``), pass start (``ps``), and where the walk is: ``x, y, g, t``, ``ym3 = y mod 3``,
+    the pass's line-buffer base ``lb = g*W`` and membrane base ``ub = g*H*W + max(y-1, 0)*W``;
+    ``last``: the stage's last tick."""
     return data.StructLayout({
-        "ev": 1, "mv": 1, "ps": 1, "last": 1,
+        "ev": 1, "ev2": 1, "mv": 1, "ps": 1, "last": 1,
         "b": unsigned(max(1, (lanes - 1).bit_length())),
+        "b2": unsigned(max(1, (lanes - 1).bit_length())),
         "cg": unsigned(max(1, (g_in - 1).bit_length())),
         "waddr": unsigned(max(1, (wrows - 1).bit_length())),
+        "waddr2": unsigned(max(1, (wrows - 1).bit_length())),
         "slot": unsigned(4),
+        "slot2": unsigned(4),
         "x": unsigned(max(1, (w + 1).bit_length())),
         "y": unsigned(max(1, h.bit_length())),
         "ym3": unsigned(2),
@@ -153,27 +159,33 @@ class Scanner(wiring.Component):
         lt = {d: Signal(name=f"count_lt{d}") for d in (-1, 0, 1)}
         m.d.comb += [lt[d].eq(count < depth - 1 - d) for d in lt]
         m.d.sync += credit_ok.eq(Mux(issue & ~take_c, lt[1], Mux(take_c & ~issue, lt[-1], lt[0])))
+        # per FIFO entry, precomputed from the word read: ``lo``/``hi`` the lowest and highest
+        # set bit (one-hot; the tick's two events), ``nxt`` the word without them, ``nz``
+        # (word != 0), ``two`` (a second event), ``fin`` (``nxt == 0``: the word's last tick)
+        pair = Signal(name="pair")           # two events per tick (not the output stage)
+        m.d.sync += pair.eq(~cfg.out)
+        names = ("nxt", "lo", "hi")
         fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
-        fifo_word = [Signal(L, name=f"fifo_word{k}", reset_less=True) for k in range(depth)]
-        fifo_nxt = [Signal(L, name=f"fifo_nxt{k}", reset_less=True) for k in range(depth)]
-        fifo_nz = [Signal(name=f"fifo_nz{k}", reset_less=True) for k in range(depth)]
-        fifo_fin = [Signal(name=f"fifo_fin{k}", reset_less=True) for k in range(depth)]
+        fifo_v = {n: [Signal(L, name=f"fifo_{n}{k}", reset_less=True) for k in range(depth)]
+                  for n in names}
+        fifo_f = {n: [Signal(name=f"fifo_{n}{k}", reset_less=True) for k in range(depth)]
+                  for n in ("nz", "two", "fin")}
         wp = Signal(range(depth))
         rp = Signal(range(depth))
         inflight_on = [Signal(name=f"fl_on{k}") for k in range(READ_LATENCY)]
         inflight = [Signal(item, name=f"fl_item{k}") for k in range(READ_LATENCY)]
         b_on = Signal(attrs={"keep": 1})    # keep: never merged with its copy below
         b = Signal(item, attrs={"keep": 1})
-        cur = Signal(L)                      # bits not yet emitted
-        nxt = Signal(L)                      # cur without its lowest set bit
-        cur_nz = Signal()                    # cur != 0
+        bv = {n: Signal(L, name=f"b_{n}") for n in names}   # the word's state (bits left)
+        cur_nz = Signal()                    # some bit left: this tick has an event
+        two = Signal()                       # two bits left: a second event
         fin = Signal(attrs={"keep": 1})      # nxt == 0: the tick now is the word's last
         fresh = Signal()
         b_fin = Signal()
         m.d.comb += b_fin.eq(b_on & (~b.word | fin))
         stored = Signal(range(depth + 1))    # items in the FIFO
         nonempty = Signal()
-        # ``take`` loads ~L*2 + item bits; a copy of it, computed from copies of its inputs
+        # ``take`` loads ~L*3 + item bits; a copy of it, computed from copies of its inputs
         # (keep registers), steers the counters
         cp = {n: Signal(name=f"{n}_c", attrs={"keep": 1}) for n in ("b_on", "word", "fin")}
         m.d.comb += take_c.eq((stored != 0) & (~cp["b_on"] | ~cp["word"] | cp["fin"]))
@@ -187,37 +199,45 @@ class Scanner(wiring.Component):
         for k in range(1, READ_LATENCY):
             m.d.sync += [inflight_on[k].eq(inflight_on[k - 1]), inflight[k].eq(inflight[k - 1])]
         push = inflight_on[-1]
+
+        def state(v: Any) -> dict[str, Any]:
+            """The entry for bits ``v``: the two events' bits, the bits left after them, and
+            the flags of the entry (``fin`` is whether the bits left are none)."""
+            lo, hi = _lowest(v), _highest(v)
+            hi_p = Mux(pair, hi, 0)
+            return {"nxt": v & ~lo & ~hi_p, "lo": lo, "hi": hi,
+                    "two": pair & ~_at_most(v, 1),
+                    "fin": Mux(pair, _at_most(v, 2), _at_most(v, 1))}
+
         # a virtual item's word is 0: the mask comes after the arithmetic on the word read
         rd, is_word = self.rd_data, inflight[-1].word
+        sr = state(rd)
         with m.If(push):
             m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]),
-                         Array(fifo_word)[wp].eq(Mux(is_word, rd, 0)),
-                         Array(fifo_nxt)[wp].eq(Mux(is_word, rd & (rd - 1), 0)),
-                         Array(fifo_nz)[wp].eq(is_word & rd.any()),
-                         Array(fifo_fin)[wp].eq(~is_word | _at_most_one(rd)),
+                         Array(fifo_f["nz"])[wp].eq(is_word & rd.any()),
+                         Array(fifo_f["two"])[wp].eq(is_word & sr["two"]),
+                         Array(fifo_f["fin"])[wp].eq(~is_word | sr["fin"]),
                          wp.eq(Mux(wp == depth - 1, 0, wp + 1))]
+            m.d.sync += [Array(fifo_v[n])[wp].eq(Mux(is_word, sr[n], 0)) for n in names]
         with m.If(take):
             m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
         m.d.sync += stored.eq(stored + push - take_c)
+        sn = state(bv["nxt"])
         with m.If(take):
             m.d.sync += [b.eq(Array(fifo_item)[rp]), b_on.eq(1), fresh.eq(1),
-                         cur.eq(Array(fifo_word)[rp]), nxt.eq(Array(fifo_nxt)[rp]),
-                         cur_nz.eq(Array(fifo_nz)[rp]), fin.eq(Array(fifo_fin)[rp]),
+                         cur_nz.eq(Array(fifo_f["nz"])[rp]), two.eq(Array(fifo_f["two"])[rp]),
+                         fin.eq(Array(fifo_f["fin"])[rp]),
                          cp["b_on"].eq(1), cp["word"].eq(Array(fifo_item)[rp].word),
-                         cp["fin"].eq(Array(fifo_fin)[rp])]
+                         cp["fin"].eq(Array(fifo_f["fin"])[rp])]
+            m.d.sync += [bv[n].eq(Array(fifo_v[n])[rp]) for n in names]
         with m.Elif(b_fin):
             m.d.sync += [b_on.eq(0), cp["b_on"].eq(0)]
         with m.Elif(b_on):
-            m.d.sync += [cur.eq(nxt), nxt.eq(nxt & (nxt - 1)), fresh.eq(0),
-                         cur_nz.eq(~fin), fin.eq(_at_most_one(nxt)),
-                         cp["fin"].eq(_at_most_one(nxt))]
+            m.d.sync += [fresh.eq(0), cur_nz.eq(~fin), two.eq(sn["two"]), fin.eq(sn["fin"]),
+                         cp["fin"].eq(sn["fin"])]
+            m.d.sync += [bv[n].eq(sn[n]) for n in names]
 
         # ---- the tick, in two registered steps: the event's bit, then its weight row -------
-        onehot = Signal(L)
-        m.d.comb += onehot.eq(cur ^ nxt)
-        low = Signal(range(max(2, L)))
-        for k in range(len(low)):
-            m.d.comb += low[k].eq(Cat(*(onehot[i] for i in range(L) if (i >> k) & 1)).any())
         t = self.tick.payload
         pre = Signal(tk, name="pre")
         pre_on = Signal()
@@ -226,23 +246,22 @@ class Scanner(wiring.Component):
         m.d.sync += [
             pre_on.eq(b_on),
             pre.ev.eq(b_on & b.word & cur_nz),
+            pre.ev2.eq(b_on & b.word & two),
             pre.mv.eq(b_on & fresh & first_at_pos & (b.x != 0)),
             pre.ps.eq(b_on & fresh & (b.x == 0) & first_at_pos),
             pre.last.eq(b_fin & b.last),
-            pre.b.eq(low[:len(t.b)]),
+            pre.b.eq(_encode(bv["lo"])[:len(t.b)]),
+            pre.b2.eq(_encode(bv["hi"])[:len(t.b2)]),
             pre.cg.eq(b.cg), pre.x.eq(b.x), pre.y.eq(b.y), pre.g.eq(b.g), pre.t.eq(b.t),
             pre.ym3.eq(b.ym3), pre.lb.eq(b.lb), pre.ub.eq(b.ub), pre_pw.eq(b.pw),
         ]
-        if self._linear:
-            off = Mux(cfg.linear, pre.cg * self._rpw + pre.b // 9, Cat(pre.b, pre.cg))
-        else:
-            off = Cat(pre.b, pre.cg)
-        m.d.sync += [
-            self.tick.valid.eq(pre_on),
-            t.eq(pre),
-            t.waddr.eq(pre_pw + off),
-            t.slot.eq(pre.b % 9 if self._linear else 0),
-        ]
+        m.d.sync += [self.tick.valid.eq(pre_on), t.eq(pre)]
+        for waddr, slot, bit in ((t.waddr, t.slot, pre.b), (t.waddr2, t.slot2, pre.b2)):
+            if self._linear:
+                off = Mux(cfg.linear, pre.cg * self._rpw + bit // 9, Cat(bit, pre.cg))
+            else:
+                off = Cat(bit, pre.cg)
+            m.d.sync += [waddr.eq(pre_pw + off), slot.eq(bit % 9 if self._linear else 0)]
         return m
 
     def _walk(self, m: Module, item: data.StructLayout, issue: Any) -> None:
@@ -402,16 +421,44 @@ class Scanner(wiring.Component):
         m.d.comb += [a.word.eq(f["xr"] & f["yr"]), a.last.eq(br["T"] & f["te"])]
 
 
-def _at_most_one(v: Any) -> Any:
-    """Whether ``v`` has at most one set bit (groups of 4, no carry chain)."""
+def _lowest(v: Any) -> Any:
+    """The lowest set bit of ``v``, one-hot (0 if none)."""
+    return (v & (~v + 1))[:len(v)]
+
+
+def _highest(v: Any) -> Any:
+    """The highest set bit of ``v``, one-hot (0 if none)."""
+    return Cat(*reversed(list(_lowest(Cat(*reversed(list(v)))))))
+
+
+def _encode(onehot: Any) -> Any:
+    """The index of the set bit of a one-hot ``onehot`` (an OR per index bit)."""
+    n = len(onehot)
+    width = max(1, (n - 1).bit_length())
+    return Cat(*(Cat(*(onehot[i] for i in range(n) if (i >> k) & 1)).any()
+                 for k in range(width)))
+
+
+def _at_most(v: Any, k: int) -> Any:
+    """Whether ``v`` has at most ``k`` (1 or 2) set bits: popcounts of groups of 4 saturated
+    at 3, added in a tree of saturating 2-bit adds (no carry chain)."""
     n = len(v)
-    groups = [v[i:i + 4] for i in range(0, n, 4)]
-    anys = [g.any() for g in groups]
-    ones = [~Cat(*(g[i] & g[j] for i in range(len(g)) for j in range(i + 1, len(g)))).any()
-            for g in groups]                             # a 4-bit function: one LUT each
-    pair = Const(0, 1)
-    seen = Const(0, 1)
-    for x in anys:
-        pair = pair | (seen & x)
-        seen = seen | x
-    return Cat(*ones).all() & ~pair
+    counts = []
+    for i in range(0, n, 4):
+        g = [v[j] for j in range(i, min(n, i + 4))]
+        ge1 = Cat(*g).any()
+        ge2 = Cat(*(g[a] & g[b] for a in range(len(g)) for b in range(a + 1, len(g)))).any()
+        ge3 = Cat(*(g[a] & g[b] & g[c] for a in range(len(g)) for b in range(a + 1, len(g))
+                    for c in range(b + 1, len(g)))).any()
+        # 2-bit saturated count: 0, 1, 2, 3 (>= 3)
+        counts.append(Cat(ge1 & ~ge2 | ge3, ge2))
+    while len(counts) > 1:
+        nxt = []
+        for i in range(0, len(counts) - 1, 2):
+            a, b = counts[i], counts[i + 1]
+            total = a + b                               # 0..6, saturated to 3
+            nxt.append(Mux(total > 3, 3, total)[:2])
+        if len(counts) % 2:
+            nxt.append(counts[-1])
+        counts = nxt
+    return counts[0] <= k

@@ -480,8 +480,8 @@ class Pipeline:
         target = [x_ for x_ in net.layers if x_.is_lif][j]
         orig = net._synapse
 
-        def hook(layer, inp, w):
-            out = orig(layer, inp, w)
+        def hook(layer, inp, w, b=None):
+            out = orig(layer, inp, w, b)
             if layer.name == target.name:
                 cap["cur"] = out
             return out

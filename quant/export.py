@@ -31,20 +31,19 @@ def to_model(
     layers, weights, biases = [], {}, {}
     iw = j = 0
     for layer in net.layers:
+        kw: dict[str, Any] = {}
         if layer.has_weights:
             weights[layer.name] = np.rint(p["weights"][iw]).astype(weight_dtype(net.weight_bits))
-            layer = dataclasses.replace(layer, weight_bits=net.weight_bits)
+            kw["weight_bits"] = net.weight_bits
             if p["biases"][iw] is not None:
-                bb = net.bias_bits[iw]
+                kw["bias_bits"] = bb = net.bias_bits[iw]
                 biases[layer.name] = np.rint(p["biases"][iw]).astype(bias_dtype(bb))
-                layer = dataclasses.replace(layer, bias_bits=bb)
             iw += 1
         if layer.is_lif:
-            layer = dataclasses.replace(
-                layer, membrane_bits=net.membrane_bits[j], leak_shift=p["leak_shifts"][j],
-                threshold=p["thresholds"][j])
+            kw.update(membrane_bits=net.membrane_bits[j], leak_shift=p["leak_shifts"][j],
+                      threshold=p["thresholds"][j])
             j += 1
-        layers.append(layer)
+        layers.append(dataclasses.replace(layer, **kw) if kw else layer)
     prov = dict(provenance or {})
     prov.setdefault("scales", {
         "input": net.input_spec.scale,

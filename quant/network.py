@@ -4,7 +4,10 @@ One module holds the weights of every mode so the stages hand over without conve
 
 ``ann``
     ReLU network with max pooling and dropout (DIET-SNN's pre-training), on the dequantised
-    int8 input image ``q * input_scale``.
+    int8 input image ``q * input_scale``; with ``batchnorm`` a BatchNorm after each hidden
+    conv / linear layer, which :meth:`DietSNN.fold_batchnorm` folds into the weights and the
+    bias (``W' = W g``, ``b' = (b - mean) g + beta``, ``g = gamma / sqrt(var + eps)``, the
+    running statistics) before the SNN stages, which never see it.
 ``float``
     The SNN in float units: ``u <- lam * u + I``, ``s = u > v_th``, ``u <- u - v_th * s``.
 ``qat``
@@ -73,6 +76,8 @@ class DietSNN(nn.Module):
     bias : every conv and linear layer gets a bias (``bias_bits``: its integer width, per
         weighted layer; ``None`` for a layer without bias, as :func:`~.export.net_from_model`
         sets for a model whose layers differ).
+    batchnorm : the ANN has a BatchNorm after each hidden layer (needs ``bias``, which
+        receives its shift when it is folded).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class DietSNN(nn.Module):
         membrane_bits: int | list[int] = 16,
         dropout: tuple[float, float] = (0.2, 0.1),
         bias: bool = False,
+        batchnorm: bool = False,
     ) -> None:
         super().__init__()
         self.arch = arch
@@ -115,6 +121,15 @@ class DietSNN(nn.Module):
             lif_bits = iter(mb)
             self.bias_bits = [next(lif_bits) if x.is_lif else OUTPUT_BIAS_BITS
                               for x in self.layers if x.has_weights]
+        if batchnorm and not bias:
+            raise ValueError("batchnorm needs bias: folding it moves its shift into the bias")
+        self.batchnorm = batchnorm
+        if batchnorm:
+            self.bn = nn.ModuleList(
+                nn.BatchNorm2d(x.out_shape[0]) if x.type == "conv"
+                else nn.BatchNorm1d(x.out_shape[0]) for x in self.layers if x.is_lif)
+            # True once folded (kept in checkpoints): the ANN forward then skips the BatchNorm
+            self.register_buffer("bn_folded", torch.zeros((), dtype=torch.bool))
         self.v_th = nn.Parameter(torch.ones(n_lif))
         self.leak = nn.Parameter(torch.ones(n_lif))
         self.register_buffer("w_scale", torch.ones(n_w))
@@ -270,7 +285,8 @@ class DietSNN(nn.Module):
 
     def _forward_ann(self, q: torch.Tensor) -> torch.Tensor:
         x = q * self.input_spec.scale
-        iw = 0
+        iw = j = 0
+        bn = self.batchnorm and not bool(self.bn_folded)
         for layer in self.layers:
             if layer.type == "pool":
                 x = F.max_pool2d(x, 2)
@@ -280,8 +296,40 @@ class DietSNN(nn.Module):
             x = self._synapse(layer, x, self.weights[iw], self.float_bias(iw))
             iw += 1
             if not layer.output:
+                if bn:
+                    x = self.bn[j](x)
                 x = F.relu(x)
+                j += 1
         return x
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> None:
+        """Fold each hidden layer's BatchNorm (its running statistics, eval semantics) into
+        the layer's weights and bias (module docstring); the ANN forward is unchanged in eval
+        mode and no longer uses the BatchNorm. Folding twice is an error."""
+        if not self.batchnorm or bool(self.bn_folded):
+            raise ValueError("no unfolded BatchNorm to fold")
+        iw = j = 0
+        for layer in self.layers:
+            if not layer.has_weights:
+                continue
+            if layer.is_lif:
+                bn = self.bn[j]
+                g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                self.weights[iw].mul_(g.view(-1, *[1] * (self.weights[iw].dim() - 1)))
+                self.biases[iw].copy_((self.biases[iw] - bn.running_mean) * g + bn.bias)
+                j += 1
+            iw += 1
+        self.bn_folded.fill_(True)
+
+    def ann_parameters(self) -> list[nn.Parameter]:
+        """What the ANN stage trains: the weights, and the biases and BatchNorms if any."""
+        out = list(self.weights.parameters())
+        if self.bias_bits:
+            out += list(self.biases.parameters())
+        if self.batchnorm:
+            out += list(self.bn.parameters())
+        return out
 
     # -- export ------------------------------------------------------------------------------
     def integer_parameters(self) -> dict:

@@ -165,3 +165,16 @@ def _lint_clean(verilog) -> None:
     assert v.ok, v.issues[:10]
     y = lint.yosys_check(verilog, "dietsnn_accel")
     assert y.ok, y.issues[:10]
+
+
+def test_random_model_spec_with_bias():
+    """``random:ARCH:SEED:bias`` (the command line's model resolver) gives every layer a bias;
+    any other fourth part is a one-line error."""
+    from dietsnn.errors import CLIError
+    from dietsnn.hw.commands import resolve_model
+
+    m = resolve_model("random:4C-P-8C-10:1:bias")
+    assert m.biases.keys() == {"conv1", "conv2", "out"} and m.file_version == 2
+    assert not resolve_model("random:4C-P-8C-10:1").biases
+    with pytest.raises(CLIError, match=r"expected random:ARCH\[:SEED\]\[:bias\]"):
+        resolve_model("random:4C-P-8C-10:1:bais")

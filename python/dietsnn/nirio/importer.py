@@ -397,6 +397,16 @@ def _neuron(ctx: _Ctx, name: str, node: Any, gain_to_int: float) -> dict[str, in
     return {"leak_shift": k, "threshold": theta, "membrane_bits": bits}
 
 
+def _with_bias(ctx: _Ctx, name: str, node: Any, biases: dict[str, np.ndarray],
+               b: np.ndarray | None, layer: Layer) -> Layer:
+    """``layer`` with the integer bias ``b`` of ``node`` (stored in ``biases``), if any."""
+    if b is None:
+        return layer
+    bits = _bias_bits(ctx, name, node, b, layer.membrane_bits if layer.is_lif else 32)
+    biases[layer.name] = b.astype(bias_dtype(bits))
+    return replace(layer, bias_bits=bits)
+
+
 def _readout(ctx: _Ctx, name: str, node: Any) -> None:
     """A node between the output Linear and Output: the accumulator or an approximation."""
     if isinstance(node, nir.I):
@@ -508,15 +518,6 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]], shape0: tuple[int, int, int
             w_int = w_int.reshape(w_int.shape[0], -1)
         in_shape = shape if kind == "conv" else (int(np.prod(shape)),)
         b_int = _integer_bias(ctx, name, node, out[0], s / unit)
-
-        def with_bias(layer: Layer, b: np.ndarray | None = b_int, nm: str = name,
-                      nd: Any = node) -> Layer:
-            if b is None:
-                return layer
-            top = layer.membrane_bits if layer.is_lif else 32
-            bits = _bias_bits(ctx, nm, nd, b, top)
-            biases[layer.name] = b.astype(bias_dtype(bits))
-            return replace(layer, bias_bits=bits)
         nname, nnode = nxt(i + 1)
         rest = [x for _, x in chain[i + 1:]]
         is_output = kind == "linear" and (
@@ -529,8 +530,8 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]], shape0: tuple[int, int, int
             elif not ctx.ours:
                 ctx.report.notes.append(f"{_desc(name, node)}: the graph outputs its current "
                                         f"every step; the output layer sums it over T")
-            layers.append(with_bias(Layer(lname, "linear", in_shape, out, weight_bits=bits,
-                                          output=True)))
+            layers.append(_with_bias(ctx, name, node, biases, b_int, Layer(
+                lname, "linear", in_shape, out, weight_bits=bits, output=True)))
             weights[lname] = w_int
             shape, i = out, n
             break
@@ -539,7 +540,8 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]], shape0: tuple[int, int, int
             raise NIRImportError(f"{_desc(name, node)} feeds {got}, not LIF or IF neurons; "
                                  f"every hidden conv / linear layer needs its spiking neurons")
         p = _neuron(ctx, nname, nnode, s / unit)
-        layers.append(with_bias(Layer(lname, kind, in_shape, out, weight_bits=bits, **p)))
+        layers.append(_with_bias(ctx, name, node, biases, b_int,
+                                 Layer(lname, kind, in_shape, out, weight_bits=bits, **p)))
         weights[lname] = w_int
         shape, i = out, i + 2
     if not layers or not layers[-1].output:

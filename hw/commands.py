@@ -29,8 +29,9 @@ def register(sub: Any) -> None:
                    help="neuron (default): the LIF neuron array; accel: the accelerator's IP "
                         "folder")
     p.add_argument("--model", required=True,
-                   help="model file or shipped name (tiny, cifar10), or random:ARCH[:SEED] "
-                        "for a fixed-seed random model")
+                   help="model file or shipped name (tiny, cifar10), or "
+                        "random:ARCH[:SEED][:bias] for a fixed-seed random model (with random "
+                        "biases)")
     p.add_argument("--lanes", type=int, default=None,
                    help="parallel lanes: neuron 1..64 (default 16); accel a power of two in "
                         "4..64 (default 32 for cifar10-sized models, else 16)")
@@ -66,16 +67,20 @@ def register(sub: Any) -> None:
 
 
 def resolve_model(spec: str) -> Any:
-    """A model file / shipped name, or ``random:ARCH[:SEED]``."""
+    """A model file / shipped name, or ``random:ARCH[:SEED][:bias]`` (``bias``: every layer
+    gets a random integer bias)."""
     if spec.startswith("random:"):
         from dietsnn.topology import random_model
         parts = spec.split(":")
         try:
+            bias = len(parts) > 3 and parts[3] == "bias"
+            if len(parts) > 4 or (len(parts) > 3 and not bias):
+                raise ValueError("the fourth part can only be 'bias'")
             seed = int(parts[2]) if len(parts) > 2 else 0
-            return random_model(parts[1], seed=seed)
+            return random_model(parts[1], seed=seed, bias=bias)
         except (ValueError, IndexError) as e:
-            raise CLIError(f"--model {spec!r}: expected random:ARCH[:SEED], e.g. "
-                           f"random:8C-P-16C-P-10:0 ({e})") from None
+            raise CLIError(f"--model {spec!r}: expected random:ARCH[:SEED][:bias], e.g. "
+                           f"random:8C-P-16C-P-10:0:bias ({e})") from None
     from dietsnn.model import load_model
     return load_model(spec)
 

@@ -10,7 +10,8 @@ Example (``configs/cifar10.toml``)::
     [data]            # source = "" uses the default search (see dietsnn.data)
     [quant]           # weight_bits, membrane_bits, first_membrane_bits, input_scale
     [ann]             # epochs, batch_size, lr, momentum, weight_decay, dropout,
-                      # warmup_epochs, start_from (warm start from another run's ann.pt)
+                      # warmup_epochs, start_from (warm start from another run's ann.pt),
+                      # batchnorm (BatchNorm in the ANN, folded into a bias for the SNN)
     [init]            # percentile, scale, images
     [snn]             # epochs, batch_size, lr, weight_decay, dropout
 
@@ -62,6 +63,7 @@ class AnnConfig:
     dropout: float = 0.2
     warmup_epochs: int = 1
     start_from: str = ""  # warm start: the weights of an ANN checkpoint (another run's ann.pt)
+    batchnorm: bool = False  # BatchNorm after each hidden layer, folded into W and a bias
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
 MAX_CONFIG_BYTES = 1 << 20
 #: Keys that may change between a run and its ``--resume`` (where things are, not what).
 RESUME_MAY_CHANGE = ("out_dir", "data.source")
+#: Keys added after runs were stored, with the value such a run used (read where missing).
+ADDED_KEYS = {"ann.batchnorm": False}
 
 
 def _check(cfg: TrainConfig, where: str) -> None:
@@ -251,7 +255,7 @@ def resume_conflicts(stored: dict[str, Any], given: TrainConfig) -> list[str]:
     """Keys whose values differ between a run's stored config and ``given`` (dotted names,
     sorted), ignoring :data:`RESUME_MAY_CHANGE`. Any such change makes ``--resume`` differ
     from an uninterrupted run."""
-    a, b = flat_config(stored), flat_config(given.to_json())
+    a, b = {**ADDED_KEYS, **flat_config(stored)}, flat_config(given.to_json())
     keys = sorted((set(a) | set(b)) - set(RESUME_MAY_CHANGE))
     return [k for k in keys if a.get(k, "<missing>") != b.get(k, "<missing>")]
 

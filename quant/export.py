@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from dietsnn import golden
-from dietsnn.model import Model, weight_dtype
+from dietsnn.model import Model, bias_dtype, weight_dtype
 
 from .network import DietSNN
 
@@ -28,19 +28,22 @@ def to_model(
 ) -> Model:
     """Build the integer :class:`~dietsnn.model.Model` of ``net`` (in QAT semantics)."""
     p = net.integer_parameters()
-    layers, weights = [], {}
+    layers, weights, biases = [], {}, {}
     iw = j = 0
     for layer in net.layers:
+        kw: dict[str, Any] = {}
         if layer.has_weights:
             weights[layer.name] = np.rint(p["weights"][iw]).astype(weight_dtype(net.weight_bits))
-            layer = dataclasses.replace(layer, weight_bits=net.weight_bits)
+            kw["weight_bits"] = net.weight_bits
+            if p["biases"][iw] is not None:
+                kw["bias_bits"] = bb = net.bias_bits[iw]
+                biases[layer.name] = np.rint(p["biases"][iw]).astype(bias_dtype(bb))
             iw += 1
         if layer.is_lif:
-            layer = dataclasses.replace(
-                layer, membrane_bits=net.membrane_bits[j], leak_shift=p["leak_shifts"][j],
-                threshold=p["thresholds"][j])
+            kw.update(membrane_bits=net.membrane_bits[j], leak_shift=p["leak_shifts"][j],
+                      threshold=p["thresholds"][j])
             j += 1
-        layers.append(layer)
+        layers.append(dataclasses.replace(layer, **kw) if kw else layer)
     prov = dict(provenance or {})
     prov.setdefault("scales", {
         "input": net.input_spec.scale,
@@ -48,7 +51,8 @@ def to_model(
             [x for x in net.layers if x.has_weights], net.w_scale.tolist(), strict=True)},
     })
     return Model(name=name, timesteps=net.timesteps, input=net.input_spec, layers=tuple(layers),
-                 weights=weights, kind=kind, provenance=prov, metrics=dict(metrics or {}))
+                 weights=weights, kind=kind, provenance=prov, metrics=dict(metrics or {}),
+                 biases=biases)
 
 
 def net_from_model(model: Model) -> DietSNN:
@@ -63,8 +67,11 @@ def net_from_model(model: Model) -> DietSNN:
     wb = {x.weight_bits for x in model.layers if x.has_weights}
     if len(wb) != 1:
         raise ValueError(f"{model.name}: mixed weight widths {sorted(wb)} are not trainable here")
+    has_bias = any(x.has_bias for x in model.layers)
     net = DietSNN(arch_of(model.layers), input_spec=model.input, timesteps=model.timesteps,
-                  weight_bits=wb.pop(), membrane_bits=lif_bits)
+                  weight_bits=wb.pop(), membrane_bits=lif_bits, bias=has_bias)
+    if has_bias:
+        net.bias_bits = [x.bias_bits for x in model.layers if x.has_weights]
     scales = model.provenance.get("scales", {}).get("weights", {})
     iw = j = 0
     with torch.no_grad():
@@ -74,6 +81,9 @@ def net_from_model(model: Model) -> DietSNN:
             net.w_scale[iw] = float(scales.get(layer.name, 1.0))
             w = torch.from_numpy(model.weights[layer.name].astype(np.float32))
             net.weights[iw].copy_(w * net.w_scale[iw])
+            if layer.has_bias:
+                b = torch.from_numpy(model.biases[layer.name].astype(np.float32))
+                net.biases[iw].copy_(b * net.layer_scale(iw))
             if layer.is_lif:
                 net.v_th[j] = layer.threshold * net.layer_scale(iw)
                 k = layer.leak_shift

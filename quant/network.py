@@ -4,7 +4,10 @@ One module holds the weights of every mode so the stages hand over without conve
 
 ``ann``
     ReLU network with max pooling and dropout (DIET-SNN's pre-training), on the dequantised
-    int8 input image ``q * input_scale``.
+    int8 input image ``q * input_scale``; with ``batchnorm`` a BatchNorm after each hidden
+    conv / linear layer, which :meth:`DietSNN.fold_batchnorm` folds into the weights and the
+    bias (``W' = W g``, ``b' = (b - mean) g + beta``, ``g = gamma / sqrt(var + eps)``, the
+    running statistics) before the SNN stages, which never see it.
 ``float``
     The SNN in float units: ``u <- lam * u + I``, ``s = u > v_th``, ``u <- u - v_th * s``.
 ``qat``
@@ -14,10 +17,13 @@ One module holds the weights of every mode so the stages hand over without conve
         theta = clip(rint(v_th / S), 1, 2^(B-1) - 1)                (STE), S = layer scale
         k     = rint(-log2(1 - lam)) in 1..B-1, or 0 (no leak)      (STE, lam_q = 1 - 2^-k)
         S     = input_scale * s_w  (first layer),   s_w  (hidden layers: spikes are 0/1)
+        b_int = clip(rint(b / S), -(2^(bb-1) - 1), 2^(bb-1) - 1)   (STE; layers with a bias)
 
     The first layer sees the int8 image ``q`` (the same current every step); membranes
-    saturate to ``B`` bits; the output layer accumulates ``V = sum_t W_int s_t`` and the loss
-    sees ``V * s_w(out)``.
+    saturate to ``B`` bits; the output layer accumulates ``V = sum_t (W_int s_t + b_int)``
+    and the loss sees ``V * s_w(out)``. With ``bias`` every conv and linear layer has a bias
+    ``b`` (float units), added to its current at every step (``bb``: the layer's membrane
+    width, :data:`OUTPUT_BIAS_BITS` on the output).
 
 Integer values are carried in float32 tensors: every current and membrane is an integer far
 below 2^24, so float32 arithmetic on them is exact (and TF32 is exact too, since int8
@@ -37,6 +43,8 @@ from torch import nn
 from .lif import lif, lif_pool
 
 MODES = ("ann", "float", "qat")
+#: Width of the output layer's integer bias (the hidden layers' is their membrane width).
+OUTPUT_BIAS_BITS = 16
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -65,6 +73,11 @@ class DietSNN(nn.Module):
     weight_bits, membrane_bits : quantisation widths (``membrane_bits`` may be a list, one per
         LIF layer).
     dropout : (ann, snn) dropout probabilities.
+    bias : every conv and linear layer gets a bias (``bias_bits``: its integer width, per
+        weighted layer; ``None`` for a layer without bias, as :func:`~.export.net_from_model`
+        sets for a model whose layers differ).
+    batchnorm : the ANN has a BatchNorm after each hidden layer (needs ``bias``, which
+        receives its shift when it is folded).
     """
 
     def __init__(
@@ -76,6 +89,8 @@ class DietSNN(nn.Module):
         weight_bits: int = 8,
         membrane_bits: int | list[int] = 16,
         dropout: tuple[float, float] = (0.2, 0.1),
+        bias: bool = False,
+        batchnorm: bool = False,
     ) -> None:
         super().__init__()
         self.arch = arch
@@ -98,6 +113,23 @@ class DietSNN(nn.Module):
                     w.mul_(0.1)
                 self.weights.append(nn.Parameter(w))
         n_w = len(self.weights)
+        self.bias_bits: list[int | None] = []
+        if bias:
+            self.biases = nn.ParameterList(
+                nn.Parameter(torch.zeros(x.weight_shape[0])) for x in self.layers
+                if x.has_weights)
+            lif_bits = iter(mb)
+            self.bias_bits = [next(lif_bits) if x.is_lif else OUTPUT_BIAS_BITS
+                              for x in self.layers if x.has_weights]
+        if batchnorm and not bias:
+            raise ValueError("batchnorm needs bias: folding it moves its shift into the bias")
+        self.batchnorm = batchnorm
+        if batchnorm:
+            self.bn = nn.ModuleList(
+                nn.BatchNorm2d(x.out_shape[0]) if x.type == "conv"
+                else nn.BatchNorm1d(x.out_shape[0]) for x in self.layers if x.is_lif)
+            # True once folded (kept in checkpoints): the ANN forward then skips the BatchNorm
+            self.register_buffer("bn_folded", torch.zeros((), dtype=torch.bool))
         self.v_th = nn.Parameter(torch.ones(n_lif))
         self.leak = nn.Parameter(torch.ones(n_lif))
         self.register_buffer("w_scale", torch.ones(n_w))
@@ -122,6 +154,19 @@ class DietSNN(nn.Module):
     def int_weight(self, i: int) -> torch.Tensor:
         w = self.weights[i] / self.w_scale[i]
         return torch.clamp(round_ste(w), -self.qmax, self.qmax)
+
+    def int_bias(self, i: int) -> torch.Tensor | None:
+        """The integer bias of weighted layer ``i`` (``None``: the layer has none)."""
+        if not self.bias_bits or self.bias_bits[i] is None:
+            return None
+        lim = 2 ** (self.bias_bits[i] - 1) - 1
+        return torch.clamp(round_ste(self.biases[i] / self.layer_scale(i)), -lim, lim)
+
+    def float_bias(self, i: int) -> torch.Tensor | None:
+        """The float bias of weighted layer ``i`` (``None``: the layer has none)."""
+        if not self.bias_bits or self.bias_bits[i] is None:
+            return None
+        return self.biases[i]
 
     def layer_scale(self, i_weight: int) -> torch.Tensor:
         """Float value of one integer unit of the membrane of weighted layer ``i_weight``."""
@@ -148,12 +193,13 @@ class DietSNN(nn.Module):
             self.v_th.clamp_(min=1e-4)
 
     # -- forward -----------------------------------------------------------------------------
-    def _synapse(self, layer: Layer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _synapse(self, layer: Layer, x: torch.Tensor, w: torch.Tensor,
+                 b: torch.Tensor | None = None) -> torch.Tensor:
         if layer.type == "conv":  # channels-last: about 2x faster convolutions on CPU
             cl = torch.channels_last
             return F.conv2d(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl),
-                            padding=1)
-        return F.linear(x.flatten(1), w)
+                            b, padding=1)
+        return F.linear(x.flatten(1), w, b)
 
     def forward(
         self,
@@ -198,16 +244,17 @@ class DietSNN(nn.Module):
                     record[layer.name] = x.view(t_steps, n, *x.shape[1:])
                 continue
             w = self.int_weight(iw) if mode == "qat" else self.weights[iw]
+            b = self.int_bias(iw) if mode == "qat" else self.float_bias(iw)
             if x is None:
                 inp = q if mode == "qat" else q * self.input_spec.scale
-                cur = self._synapse(layer, inp, w)
+                cur = self._synapse(layer, inp, w, b)
             else:
                 if drop > 0:  # one mask per image, the same at every step (DIET-SNN)
                     xs = x.view(t_steps, n, *x.shape[1:])
                     keep = 1.0 - drop  # the mask has the spikes' memory layout
                     mask = (torch.empty_like(xs[:1]).uniform_() < keep).to(x.dtype) / keep
                     x = (xs * mask).flatten(0, 1)
-                cur = self._synapse(layer, x, w).view(t_steps, n, *layer.out_shape)
+                cur = self._synapse(layer, x, w, b).view(t_steps, n, *layer.out_shape)
             if layer.output:
                 v = cur.sum(0) if x is not None else cur * t_steps
                 if record is not None and mode == "qat":
@@ -238,32 +285,69 @@ class DietSNN(nn.Module):
 
     def _forward_ann(self, q: torch.Tensor) -> torch.Tensor:
         x = q * self.input_spec.scale
-        iw = 0
+        iw = j = 0
+        bn = self.batchnorm and not bool(self.bn_folded)
         for layer in self.layers:
             if layer.type == "pool":
                 x = F.max_pool2d(x, 2)
                 continue
             if iw > 0 and self.training and self.dropout[0] > 0:
                 x = F.dropout(x, self.dropout[0], training=True)
-            x = self._synapse(layer, x, self.weights[iw])
+            x = self._synapse(layer, x, self.weights[iw], self.float_bias(iw))
             iw += 1
             if not layer.output:
+                if bn:
+                    x = self.bn[j](x)
                 x = F.relu(x)
+                j += 1
         return x
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> None:
+        """Fold each hidden layer's BatchNorm (its running statistics, eval semantics) into
+        the layer's weights and bias (module docstring); the ANN forward is unchanged in eval
+        mode and no longer uses the BatchNorm. Folding twice is an error."""
+        if not self.batchnorm or bool(self.bn_folded):
+            raise ValueError("no unfolded BatchNorm to fold")
+        iw = j = 0
+        for layer in self.layers:
+            if not layer.has_weights:
+                continue
+            if layer.is_lif:
+                bn = self.bn[j]
+                g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                self.weights[iw].mul_(g.view(-1, *[1] * (self.weights[iw].dim() - 1)))
+                self.biases[iw].copy_((self.biases[iw] - bn.running_mean) * g + bn.bias)
+                j += 1
+            iw += 1
+        self.bn_folded.fill_(True)
+
+    def ann_parameters(self) -> list[nn.Parameter]:
+        """What the ANN stage trains: the weights, and the biases and BatchNorms if any."""
+        out = list(self.weights.parameters())
+        if self.bias_bits:
+            out += list(self.biases.parameters())
+        if self.batchnorm:
+            out += list(self.bn.parameters())
+        return out
 
     # -- export ------------------------------------------------------------------------------
     def integer_parameters(self) -> dict:
-        """Integer weights, thresholds and shifts exactly as the QAT forward uses them."""
+        """Integer weights, biases (``None`` for a layer without), thresholds and shifts
+        exactly as the QAT forward uses them."""
         with torch.no_grad():
-            weights, thresholds, shifts = [], [], []
+            weights, biases, thresholds, shifts = [], [], [], []
             iw = j = 0
             for layer in self.layers:
                 if not layer.has_weights:
                     continue
                 weights.append(self.int_weight(iw).cpu().numpy())
+                b = self.int_bias(iw)
+                biases.append(None if b is None else b.cpu().numpy())
                 if layer.is_lif:
                     thresholds.append(int(self.int_threshold(j, iw)))
                     shifts.append(self.shift(j))
                     j += 1
                 iw += 1
-        return {"weights": weights, "thresholds": thresholds, "leak_shifts": shifts}
+        return {"weights": weights, "biases": biases, "thresholds": thresholds,
+                "leak_shifts": shifts}

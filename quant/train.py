@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from dietsnn.errors import CheckpointError
 from dietsnn.fileio import atomic_path, folder_lock, write_atomic
 from dietsnn.model import InputSpec, parse_json
+from dietsnn.topology import build_layers
 from tqdm import tqdm
 
 from .config import (
@@ -192,12 +193,13 @@ class Log:
 # --------------------------------------------------------------------------------------------
 def build_net(cfg: TrainConfig) -> DietSNN:
     spec = InputSpec(scale=cfg.quant.input_scale)
-    net = DietSNN(cfg.arch, input_spec=spec, timesteps=cfg.timesteps,
-                  weight_bits=cfg.quant.weight_bits, membrane_bits=16,
-                  dropout=(cfg.ann.dropout, cfg.snn.dropout))
-    n_lif = len(net.membrane_bits)
-    net.membrane_bits = [cfg.quant.first_membrane_bits] + [cfg.quant.membrane_bits] * (n_lif - 1)
-    return net
+    n_lif = sum(x.is_lif for x in build_layers(cfg.arch, spec.shape))
+    return DietSNN(cfg.arch, input_spec=spec, timesteps=cfg.timesteps,
+                   weight_bits=cfg.quant.weight_bits,
+                   membrane_bits=[cfg.quant.first_membrane_bits]
+                   + [cfg.quant.membrane_bits] * (n_lif - 1),
+                   dropout=(cfg.ann.dropout, cfg.snn.dropout), bias=cfg.ann.batchnorm,
+                   batchnorm=cfg.ann.batchnorm)
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
@@ -427,7 +429,7 @@ class Pipeline:
                                   f"not an ANN checkpoint of {self.cfg.arch}: "
                                   f"{str(e).removeprefix(f'{src}: ')}") from None
             net.to(self.device)
-        opt = torch.optim.SGD(list(net.weights.parameters()), lr=c.lr, momentum=c.momentum,
+        opt = torch.optim.SGD(net.ann_parameters(), lr=c.lr, momentum=c.momentum,
                               weight_decay=c.weight_decay, nesterov=True)
         return self._train("ann", net, c.epochs, c.batch_size, opt, c.lr, c.warmup_epochs,
                            "ann")
@@ -450,6 +452,8 @@ class Pipeline:
                 return st["result"]
         net = self._load_stage("ann")
         net.eval()
+        if net.batchnorm:   # the SNN has no BatchNorm: its scale and shift go into W and b
+            net.fold_batchnorm()
         net.set_weight_scales()
         net.leak.fill_(1.0)
         n_lif = len(net.membrane_bits)
@@ -480,8 +484,8 @@ class Pipeline:
         target = [x_ for x_ in net.layers if x_.is_lif][j]
         orig = net._synapse
 
-        def hook(layer, inp, w):
-            out = orig(layer, inp, w)
+        def hook(layer, inp, w, b=None):
+            out = orig(layer, inp, w, b)
             if layer.name == target.name:
                 cap["cur"] = out
             return out
@@ -499,8 +503,9 @@ class Pipeline:
         c = self.cfg.snn
         torch.manual_seed(self.cfg.seed + 1)
         net = self._load_stage("init")
+        biases = list(net.biases.parameters()) if net.bias_bits else []
         params = [{"params": list(net.weights.parameters()), "weight_decay": c.weight_decay},
-                  {"params": [net.v_th, net.leak], "weight_decay": 0.0}]
+                  {"params": [net.v_th, net.leak, *biases], "weight_decay": 0.0}]
         opt = torch.optim.Adam(params, lr=c.lr)
         return self._train("snn", net, c.epochs, c.batch_size, opt, c.lr, 0, "qat")
 

@@ -56,7 +56,7 @@ class SimError(CLIError):
 
 
 def pick_model(name: str | Model) -> Model:
-    """A model by path or shipped name, or ``random:ARCH[:SEED]``; ``tiny``/``cifar10`` fall
+    """A model by path or shipped name, or ``random:ARCH[:SEED][:bias]``; ``tiny``/``cifar10`` fall
     back to a fixed-seed random model of the same topology while the trained file has not
     landed."""
     if isinstance(name, Model):
@@ -65,11 +65,13 @@ def pick_model(name: str | Model) -> Model:
         parts = str(name).split(":")
         try:
             seed = int(parts[2]) if len(parts) > 2 else 0
+            if parts[3:] not in ([], ["bias"]):
+                raise ValueError
         except ValueError:
-            raise ModelFileError(f"{name}: expected random:ARCH[:SEED] with an integer "
+            raise ModelFileError(f"{name}: expected random:ARCH[:SEED][:bias] with an integer "
                                  f"seed") from None
         try:
-            return random_model(parts[1], seed=seed)
+            return random_model(parts[1], seed=seed, bias=parts[3:] == ["bias"])
         except ValueError as e:
             raise ModelFileError(f"{name}: {e}") from None
     if str(name) in TOPOLOGIES and str(name) not in shipped_models():

@@ -138,6 +138,7 @@ class Accelerator(wiring.Component):
                          "wlast": s.w + 1, "hlast": s.h},
                 "engine": {"h1": s.h - 1, "w1": s.w - 1, "g1": s.g - 1,
                            "linear": int(s.kind == "linear"),
+                           **({"bbase": s.bbase} if len(p.engine_bias) else {}),
                            "params": {"threshold": s.threshold, "leak_shift": s.leak_shift,
                                       "membrane_bits": s.membrane_bits}},
                 "writer": {"pooled": int(bool(s.pool)), "g": s.g,

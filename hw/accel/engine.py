@@ -27,6 +27,10 @@ Pipeline (clock after the scanner's registered tick): E0 weight row addresses, E
 reads, E2 the two events' weights summed per tap and lane, E3 window update (and flush
 capture), F1 line-buffer read, F2 add and write, F3 LIF
 accept; the LIF spikes appear :data:`~.lif.LATENCY` clocks later, then the map writer.
+A layer with a bias adds its lanes' biases to the flushed final column in F2 (``f2``): the
+``bmem`` ROM row ``bbase + g`` is read at F1 with the flushed column's group, so the current
+entering the LIF pipeline is ``W * S_t + b``. A model without any engine bias has no
+``bmem``.
 
 **Map writer.** Writes each LIF output word (``L`` spikes of one position and group) to the
 stage's output map, or, for a pooled stage, keeps even rows in a row buffer and writes the
@@ -50,17 +54,21 @@ from .plan import AccelPlan, pack
 
 def engine_config_layout(plan: AccelPlan) -> data.StructLayout:
     """Per-stage settings of the engine: ``h1, w1`` (map size minus one), ``g1`` (groups minus
-    one), ``linear`` and the LIF ``params``."""
+    one), ``linear``, the LIF ``params`` and, when some stage has a bias, ``bbase`` (the
+    stage's first row of the bias ROM)."""
     hmax = max([s.h for s in plan.stages], default=1)
     wmax = max([s.w for s in plan.stages], default=1)
     gmax = max([s.g for s in plan.stages], default=1)
-    return data.StructLayout({
+    fields: dict[str, Any] = {
         "h1": unsigned(max(1, hmax.bit_length())),
         "w1": unsigned(max(1, wmax.bit_length())),
         "g1": unsigned(max(1, gmax.bit_length())),
         "linear": 1,
         "params": params_layout(plan.mem_bits),
-    })
+    }
+    if len(plan.engine_bias):
+        fields["bbase"] = unsigned(max(1, (len(plan.engine_bias) - 1).bit_length()))
+    return data.StructLayout(fields)
 
 
 def lif_tag_layout(plan: AccelPlan) -> data.StructLayout:
@@ -261,7 +269,21 @@ class Engine(wiring.Component):
         f2 = [Signal(lane, name=f"f2_{i}", reset_less=True) for i in range(3)]
         f2_on = Signal()
         f2_meta = Signal(self._tick, name="f2_meta")
-        m.d.sync += [f2[i].eq(f1[i]) for i in range(3)]
+        bias1: Any = [0] * L
+        if len(p.engine_bias):
+            # the bias row of the column flushed on ``mv``, read at F1 (address registered
+            # from the tick one clock before the flush, data with ``f1``)
+            brows = p.engine_bias
+            m.submodules.bmem = bmem = memory.Memory(
+                shape=lane, depth=max(2, len(brows)),
+                init=[[int(v) for v in r] for r in brows])
+            brd = bmem.read_port()
+            baddr = Signal(range(max(2, len(brows))), name="baddr")
+            m.d.sync += baddr.eq(cfg.bbase + tick1.g)
+            m.d.comb += [brd.addr.eq(baddr), brd.en.eq(1)]
+            bias1 = [brd.data[i] for i in range(L)]
+        m.d.sync += [f2[i].eq(f1[i]) for i in (1, 2)]
+        m.d.sync += [f2[0][i].eq(f1[0][i] + bias1[i]) for i in range(L)]
         m.d.sync += [f2_on.eq(f1_on), f2_meta.eq(f1_meta)]
         y2 = f2_meta.y
         # per-bank roles, write enables and data selects, decided in F1 (registered); the

@@ -11,7 +11,9 @@ exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is 
     cycles = G * H * W * period + 3 T + 14         (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
-accumulate; after a pixel's last tap the current goes to the LIF feeder. The spike words
+accumulate; after a pixel's last tap the current goes to the LIF feeder. A layer with a bias
+starts each pixel's accumulator from its group's bias row (the ``bfront`` ROM, read with the
+tap's group one clock ahead), so the held current is ``W * q + b``. The spike words
 (one per pixel and step; for a pooled layer the 2x2 OR over the block, kept per step in a
 small RAM) are written to ``M`` at word ``((t*H + y)*W + x)*G + g``.
 """
@@ -156,6 +158,12 @@ class Front(wiring.Component):
                  for j in range(ng)]
         m.d.sync += [t_on.eq(u_on), t_in.eq(u_in), t_first.eq(u_first), t_last.eq(u_last),
                      t_pix.eq(pix), *(r.eq(u_g * f.taps + u_k) for r in t_row)]
+        # the tap's group, carried to the bias ROM read (stage C; bias layers only)
+        grp = [u_g]
+        if f.bias:
+            for n in ("t", "a", "b", "c"):
+                grp.append(Signal.like(u_g, name=f"{n}_g"))
+                m.d.sync += grp[-1].eq(grp[-2])
         m.d.comb += [self.img_addr.eq(t_pix >> shift),
                      *(rp.addr.eq(r) for (_, rp), r in zip(rom_ports, t_row, strict=True)),
                      *(rp.en.eq(1) for _, rp in rom_ports)]
@@ -191,9 +199,17 @@ class Front(wiring.Component):
         m.d.sync += [prod[i].eq(pix_c[i // 8] * w_c[i]) for i in range(L)]
         m.d.sync += [d_on.eq(c_on), d_first.eq(c_first), d_last.eq(c_last)]
         acc = Signal(data.ArrayLayout(signed(f.current_bits), L), reset_less=True)
+        init: Any = [0] * L
+        if f.bias:      # the bias row of the tap's group arrives with the tap at stage D
+            m.submodules.bfront = bmem = memory.Memory(
+                shape=data.ArrayLayout(signed(f.current_bits), L), depth=max(2, G),
+                init=[[int(v) for v in r] for r in p.front_bias])
+            brd = bmem.read_port()
+            m.d.comb += [brd.addr.eq(grp[-1]), brd.en.eq(1)]
+            init = [brd.data[i] for i in range(L)]
         e_done = Signal()
         with m.If(d_on):
-            m.d.sync += [acc[i].eq(Mux(d_first, 0, acc[i]) + prod[i]) for i in range(L)]
+            m.d.sync += [acc[i].eq(Mux(d_first, init[i], acc[i]) + prod[i]) for i in range(L)]
         m.d.sync += e_done.eq(d_on & d_last)
 
         # ---- LIF feeder: T updates of the held current, one every 3 clocks ------------------

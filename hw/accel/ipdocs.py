@@ -54,7 +54,7 @@ MODULE_ROLES = {
     "streamer": ("axis.ResultStreamer", "m_axis: class, then the logits"),
 }
 
-#: What each weight ROM holds (plan.py's layout), by memory name (regular expressions).
+#: What each weight or bias ROM holds (plan.py's layout), by memory name (regular expressions).
 MEMORY_LAYOUT = {
     "wfront": "front weights: row `g*C_in*9 + c*9 + ky*3 + kx`, lane `l` = "
               "`W[g*L + l, c, ky, kx]` of the first layer",
@@ -66,6 +66,9 @@ MEMORY_LAYOUT = {
             "`dietsnn.hw.accel.plan`",
     "wout": "output weights: row `j*L + b` (map word `j`, bit `b`) holds `W[k, i]` of every "
             "class `k` (class 0 in the low bits)",
+    "bfront": "first layer's bias (models with one): row `g`, lane `l` = `b[g*L + l]`",
+    "bmem": "engine stages' biases (models with one): row `bbase + g` of a stage, lane `l` = "
+            "`b[g*L + l]` (zeros for a stage without bias)",
 }
 
 #: Descriptions of the top's ports.
@@ -401,7 +404,7 @@ fusesoc --cores-root . run --target sim {ip['vlnv']}
 ```
 
 Run simulators in this folder, or copy the `.hex` files into their working folder:
-`$readmemh` reads the weight ROMs' contents ({', '.join(f'`{m["file"]}`' for m in ip['memories'])})
+`$readmemh` reads the ROMs' contents ({', '.join(f'`{m["file"]}`' for m in ip['memories'])})
 by file name. In Vivado add them to the project (they are found beside the sources); FuseSoC
 copies them (`copyto`). The testbench prints one line per image, then `PASS: ...` or `FAIL: ...`
 with the first mismatch (exit code 1); `+nostall` turns off its idle cycles and back-pressure,

@@ -11,9 +11,10 @@ no change:
 * **Memory contents.** Amaranth writes a memory's contents as an ``initial`` block of one
   statement per word (the 992 x 2304-bit weight ROM of ``cifar10`` alone is 0.6 MB).
   :func:`memory_files` moves every memory with non-zero contents (the weight ROMs ``wfront``,
-  ``wmem``, ``wout``) into ``<top>_<memory>.hex`` for ``$readmemh`` and writes the all-zero
-  contents of the RAMs as one ``for`` loop; the words come from
-  :func:`dietsnn.estimate.synth.externalise_memories` (the synthesis flow's own conversion).
+  ``wmem``, ``wout``, a biased model's ``bfront``, ``bmem``) into ``<top>_<memory>.hex`` for
+  ``$readmemh`` and writes the all-zero contents of the RAMs as one ``for`` loop; the words
+  come from :func:`dietsnn.estimate.synth.externalise_memories` (the synthesis flow's own
+  conversion).
 * **Icarus.** yosys makes every combinational block sensitive to a dummy register declared
   ``= 0`` so that it runs at time 0; Icarus initialises such a register without an event, so
   a block whose inputs keep their initial values would output X. :func:`icarus_kick` adds, for

@@ -2,7 +2,9 @@
 
 Every input spike of every time step (a tick with ``ev`` from the scanner's output-stage
 walk) adds one weight row, ``W[k, i]`` for all ``K`` classes, to the ``K`` logit
-accumulators: ``V[k] = sum_t sum_i W[k, i] * S_t[i]``, exactly the golden output layer. After
+accumulators: ``V[k] = sum_t sum_i W[k, i] * S_t[i]``, exactly the golden output layer (a
+layer with a bias starts each accumulator from the constant ``T * b[k]``: the sum of ``b[k]``
+over the ``T`` steps, as the output neither saturates nor leaks). After
 the last tick the argmax takes ``K`` clocks, comparing one logit per clock (ties go to the
 lowest index: a later logit replaces the best only when strictly greater).
 
@@ -68,7 +70,8 @@ class OutUnit(wiring.Component):
         clear = Signal()    # ``start`` registered (the first event is clocks behind it)
         m.d.sync += clear.eq(self.start)
         with m.If(clear):
-            m.d.sync += [a.eq(0) for a in acc]
+            m.d.sync += [a.eq(p.timesteps * int(p.out_bias[k]) if p.out.bias else 0)
+                         for k, a in enumerate(acc)]
         with m.Elif(ev2):
             m.d.sync += [a.eq(a + w2[k]) for k, a in enumerate(acc)]
         # argmax, one logit per clock: select (registered), then compare

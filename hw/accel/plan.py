@@ -32,6 +32,16 @@ Weights
       slot ``b % 9`` (``R = ceil(L / 9)`` rows per word).
     * output ROM ``wout``: row ``j*L + b`` holds ``W[k, i(j, b)]`` for every class ``k``
       (``K x weight_bits`` bits).
+
+Biases (only for layers that have one; a model without bias gets none of this hardware)
+    * front ROM ``bfront``: row ``g`` holds ``b[g*L + l]`` in lane ``l`` (``L x
+      current_bits``); the front starts each pixel's accumulator from it.
+    * engine ROM ``bmem`` (when any engine stage has a bias): row ``bbase + g`` of a stage
+      holds ``b[g*L + l]`` in lane ``l`` (``L x cur_bits``; zeros for a stage without bias);
+      it is added to each neuron's final current before the LIF pipeline.
+    * output: no ROM; each logit accumulator starts from the constant ``T * b[k]`` (the
+      output layer neither saturates nor leaks, so adding ``b`` at each of the ``T`` steps
+      gives the same sum).
 """
 
 from __future__ import annotations
@@ -78,6 +88,7 @@ class FrontStage:
     ho, wo : the written map (pooled or not). taps : ``c_in * 9`` (one per clock).
     threshold, leak_shift, membrane_bits, current_bits : the LIF layer.
     count, pool_count : debug counter indices (-1: none). dst : the map written (``"M"``).
+    bias : the layer has a bias (the ``bfront`` ROM).
     """
 
     name: str
@@ -96,6 +107,7 @@ class FrontStage:
     current_bits: int
     count: int
     pool_count: int
+    bias: bool = False
 
     @property
     def map_words(self) -> int:
@@ -119,6 +131,7 @@ class EventStage:
     wbase, wrows : first row and rows of ``wmem``.
     threshold, leak_shift, membrane_bits : the LIF layer. src, dst : maps read and written.
     count, pool_count : debug counter indices.
+    bias, bbase : the layer has a bias; its first row of the engine bias ROM ``bmem``.
     """
 
     kind: str
@@ -141,6 +154,8 @@ class EventStage:
     dst: str
     count: int
     pool_count: int
+    bias: bool = False
+    bbase: int = 0
 
     @property
     def map_words(self) -> int:
@@ -163,6 +178,7 @@ class OutStage:
     Members
     -------
     name, classes, in_words (``J``, input words per step), src, wrows (``J * L``).
+    bias : the layer has a bias (the accumulators start from ``T * b``).
     """
 
     name: str
@@ -170,6 +186,7 @@ class OutStage:
     in_words: int
     src: str
     wrows: int
+    bias: bool = False
 
 
 @dataclass
@@ -190,6 +207,8 @@ class AccelPlan:
     wrows : rows of ``wmem``. classes, out_bits : output classes and logit width.
     counters, count_bits : debug spike counters (golden ``Result.spike_counts`` names).
     rows_per_word : ``R = ceil(L / 9)`` (linear stages).
+    front_bias, engine_bias, out_bias : the bias ROMs' rows (module docstring): ``[G, L]``,
+    ``[rows, L]`` (no rows when no engine stage has a bias) and ``[K]``.
     """
 
     lanes: int
@@ -219,6 +238,11 @@ class AccelPlan:
                                     repr=False)
     out_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64),
                                  repr=False)
+    front_bias: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64),
+                                   repr=False)
+    engine_bias: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64),
+                                    repr=False)
+    out_bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     @property
     def rows_per_word(self) -> int:
@@ -333,11 +357,13 @@ def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
         n = min(L, c_out - g * L)
         front_rows[g * c_in * 9:(g + 1) * c_in * 9, :n] = wf[g * L:g * L + n].T
     ho, wo = (h // 2, w // 2) if fpool is not None else (h, w)
+    front_bias = _bias_rows(model, first, L)
     front = FrontStage(
         name=first.name, pool=fpool.name if fpool is not None else "", c_in=c_in, h=h, w=w,
         c_out=c_out, g=g1, ho=ho, wo=wo, taps=c_in * 9, threshold=int(first.threshold),
         leak_shift=int(first.leak_shift), membrane_bits=int(first.membrane_bits),
-        current_bits=model.current_bits(first), count=counter(first), pool_count=counter(fpool))
+        current_bits=model.current_bits(first), count=counter(first), pool_count=counter(fpool),
+        bias=first.has_bias)
     wbits = first.weight_bits
     # the next layer's input map
     c_in, h, w, src = c_out, ho, wo, "M"
@@ -345,6 +371,7 @@ def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
     # ---- engine stages ----------------------------------------------------------------------
     stages: list[EventStage] = []
     erows: list[np.ndarray] = []
+    ebias: list[np.ndarray] = []
     wbase = 0
     R = ceil_div(L, 9)
     for k, (layer, pool) in enumerate(groups[1:-1]):
@@ -377,7 +404,8 @@ def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
             c_in=ec_in, g_in=eg_in, h=eh, w=ew, c_out=c_out, g=g, ho=ho, wo=wo, wbase=wbase,
             wrows=len(rows), threshold=int(layer.threshold), leak_shift=int(layer.leak_shift),
             membrane_bits=int(layer.membrane_bits), src=src, dst=dst, count=counter(layer),
-            pool_count=counter(pool)))
+            pool_count=counter(pool), bias=layer.has_bias, bbase=sum(map(len, ebias))))
+        ebias.append(_bias_rows(model, layer, L))
         erows.append(rows)
         wbase += len(rows)
         c_in, h, w, src = (c_out, ho, wo, dst) if layer.type == "conv" else (c_out, 1, 1, dst)
@@ -392,7 +420,8 @@ def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
     j, b = _map_index(c_in, h, w, L)
     out_rows = np.zeros((J * L, K), np.int64)
     out_rows[j * L + b, :] = model.weights[olayer.name].astype(np.int64).T
-    out = OutStage(name=olayer.name, classes=K, in_words=J, src=src, wrows=J * L)
+    out = OutStage(name=olayer.name, classes=K, in_words=J, src=src, wrows=J * L,
+                   bias=olayer.has_bias)
 
     # ---- widths and depths -------------------------------------------------------------------
     ev_layers = [model.layer(s.name) for s in stages]
@@ -413,7 +442,20 @@ def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
         umem_depth=max([s.neurons_per_lane for s in stages], default=1),
         map_depth=map_depth, wrows=wbase, classes=K, out_bits=model.output_bits(),
         counters=counters, count_bits=ubits(T * max_neurons), model_name=model.name,
-        front_rows=front_rows, engine_rows=engine_rows, out_rows=out_rows)
+        front_rows=front_rows, engine_rows=engine_rows, out_rows=out_rows,
+        front_bias=front_bias,
+        engine_bias=(np.concatenate(ebias) if any(s.bias for s in stages)
+                     else np.zeros((0, L), np.int64)),
+        out_bias=model.bias(olayer))
+
+
+def _bias_rows(model: Model, layer: Layer, lanes: int) -> np.ndarray:
+    """``layer``'s bias as ``[G, L]`` rows: lane ``l`` of row ``g`` is ``b[g*L + l]`` (zeros
+    past the last channel, and everywhere for a layer without bias)."""
+    b = model.bias(layer)
+    rows = np.zeros((ceil_div(len(b), lanes) * lanes,), np.int64)
+    rows[:len(b)] = b
+    return rows.reshape(-1, lanes)
 
 
 def pack(values: np.ndarray, bits: int) -> list[int]:

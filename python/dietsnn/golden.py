@@ -6,7 +6,12 @@ infinity).
 
 Input layer (direct encoding)
     The image arrives as integers ``q`` (``InputSpec.quantize``). The first layer's current
-    ``I = W * q`` (3x3 conv, zero padding 1, or a linear map) is the same at every time step.
+    ``I = W * q + b`` (3x3 conv, zero padding 1, or a linear map) is the same at every step.
+
+Bias
+    A conv or linear layer may carry an integer bias ``b`` (one per output channel or
+    neuron, :meth:`Model.bias`, zero when absent); it is part of the current at every step:
+    ``I_t = W * X_t + b``.
 
 Hidden LIF neuron of layer ``l``, each time step ``t = 1..T``, starting from ``U = 0``::
 
@@ -17,14 +22,14 @@ Hidden LIF neuron of layer ``l``, each time step ``t = 1..T``, starting from ``U
     sat_B(x) = min(max(x, -2^(B-1)), 2^(B-1) - 1)
 
 Hidden inputs are binary spikes, so ``I_t`` of a hidden layer is the sum of the weights of
-the inputs that spiked at step ``t`` (accumulate only). Pooling is 2x2 stride-2 OR pooling of
-spikes (the max of bits), so every hidden input stays a single bit.
+the inputs that spiked at step ``t`` (accumulate only), plus the bias. Pooling is 2x2
+stride-2 OR pooling of spikes (the max of bits), so every hidden input stays a single bit.
 
 Output layer (the last, linear)::
 
     V <- V + I_t            (no leak, no spike, no saturation)
 
-    |V| <= T * max_j sum_i |W_ji|   (Model.output_bits() gives the width that holds it)
+    |V| <= T * max_j (sum_i |W_ji| + |b_j|)   (Model.output_bits() gives the width)
 
 The prediction is ``argmax_j V_j`` after ``T`` steps; ties go to the lowest index.
 
@@ -37,7 +42,8 @@ Layer-major equals time-major
 Exact arithmetic
     Convolutions and linear maps are evaluated as matrix products in float32 (or float64 when
     needed) BLAS. This is exact integer arithmetic: every partial sum is an integer whose
-    magnitude is at most ``Model.current_bound(layer)``, and :func:`_exact_dtype` picks float32
+    magnitude is at most ``Model.current_bound(layer)`` (the bias is added afterwards, in
+    integers, and the bound includes it), and :func:`_exact_dtype` picks float32
     only when that bound is below 2^24 (float64 below 2^53), where every such integer is
     representable, so the order of the additions cannot change the result.
 
@@ -215,12 +221,14 @@ def linear(x: np.ndarray, w: np.ndarray, bound: int) -> np.ndarray:
 
 
 def synapses(model: Model, layer: Layer, x: np.ndarray) -> np.ndarray:
-    """Current of ``layer`` for inputs ``x`` ``[F, *in_shape]``: int64 ``[F, *out_shape]``."""
+    """Current of ``layer`` for inputs ``x`` ``[F, *in_shape]``: int64 ``[F, *out_shape]``,
+    the bias included."""
     w = model.weights[layer.name]
     bound = model.current_bound(layer)
+    b = model.bias(layer)
     if layer.type == "conv":
-        return conv3x3(x, w, bound)
-    return linear(x, w, bound)
+        return conv3x3(x, w, bound) + b[:, None, None]
+    return linear(x, w, bound) + b
 
 
 @dataclass(frozen=True)
@@ -229,12 +237,14 @@ class _Synapse:
 
     ``wmat`` is the exact float weight matrix ``[fan_in, out]`` with rows in the order of the
     channels-last input (``(dy, dx, c)`` for a conv, ``(h, w, c)`` for a linear layer after a
-    conv or pool); ``acc`` is the integer dtype of currents and membranes.
+    conv or pool); ``acc`` is the integer dtype of currents and membranes; ``bias`` is the
+    layer's bias in ``acc`` (``None`` without one), added to every current (channels last).
     """
 
     layer: Layer
     wmat: np.ndarray
     acc: np.dtype
+    bias: np.ndarray | None = None
 
     @classmethod
     def prepare(cls, model: Model, layer: Layer, prev: Layer | None) -> _Synapse:
@@ -248,13 +258,20 @@ class _Synapse:
             wmat = w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
         else:
             wmat = w.T
-        return cls(layer, np.ascontiguousarray(wmat, dtype=dt), _acc(layer, bound))
+        acc = _acc(layer, bound)
+        bias = model.bias(layer).astype(acc) if layer.has_bias else None
+        return cls(layer, np.ascontiguousarray(wmat, dtype=dt), acc, bias)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Currents ``acc [F, *out]`` for channels-last inputs ``x`` ``[F, ...]``."""
         if self.layer.type == "conv":
-            return _conv_hwc(x, self.wmat, self.acc)
-        return (x.reshape(x.shape[0], -1).astype(self.wmat.dtype) @ self.wmat).astype(self.acc)
+            out = _conv_hwc(x, self.wmat, self.acc)
+        else:
+            out = (x.reshape(x.shape[0], -1).astype(self.wmat.dtype) @ self.wmat
+                   ).astype(self.acc)
+        if self.bias is not None:   # |W x + b| <= bound: no overflow in ``acc`` (_acc)
+            out += self.bias
+        return out
 
 
 def _chw(a: np.ndarray, layer: Layer) -> np.ndarray:

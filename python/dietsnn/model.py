@@ -4,11 +4,12 @@ Layout of the file (a plain zip of ``.npy`` members, never pickled)::
 
     manifest            uint8 [n]   UTF-8 JSON, described below
     weights/<layer>     int8 or int16; conv [C_out, C_in, 3, 3], linear [F_out, F_in]
+    bias/<layer>        int16 or int32 [C_out] / [F_out]; only layers with ``bias_bits``
 
-Manifest (format version 1)::
+Manifest (format version 2; version 1 is the same without ``bias_bits`` and ``bias/``)::
 
     {
-      "format": "dietsnn-model", "version": 1,
+      "format": "dietsnn-model", "version": 2,
       "name": "cifar10", "kind": "trained" | "random-test",
       "timesteps": 5,
       "input": {"shape": [3, 32, 32], "mean": [..3], "std": [..3], "scale": 0.017857, "bits": 8},
@@ -19,7 +20,7 @@ Manifest (format version 1)::
         {"name": "pool1", "type": "pool", "in_shape": [32, 32, 32], "out_shape": [32, 16, 16]},
         ...
         {"name": "fc", "type": "linear", "in_shape": [2048], "out_shape": [10],
-         "weight_bits": 8, "output": true}
+         "weight_bits": 8, "bias_bits": 16, "output": true}
       ],
       "provenance": {...free-form JSON: config, seed, epochs, dataset...},
       "metrics": {...free-form JSON: measured accuracies...}
@@ -30,7 +31,8 @@ the field. Loading is bounded: member sizes, the manifest's size, its JSON nesti
 integers, and every weight member's ``.npy`` header (dtype and shape against the manifest) are
 checked before any data is read or inflated, so a decompression bomb is refused in a few
 kilobytes of memory (see ``docs/robustness.md``). Writing is atomic: a temporary file in the
-same folder, then a rename.
+same folder, then a rename. A model without biases is written as version 1 (byte for byte
+what earlier releases wrote), one with a bias as version 2; both versions load.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ from .errors import InputError, ModelFileError, one_line
 from .fileio import atomic_path
 
 FORMAT = "dietsnn-model"
-VERSION = 1
+#: The newest format version; a model with a bias is written as 2, one without as 1.
+VERSION = 2
+#: Versions :func:`load` reads (version 1 has no biases).
+VERSIONS = (1, 2)
 LAYER_TYPES = ("conv", "pool", "linear")
 MODEL_KINDS = ("trained", "random-test")
 CIFAR10_CLASSES = (
@@ -186,6 +191,8 @@ class Layer:
         pooling of spikes) or ``"linear"`` (no bias; its input is flattened in C, H, W order).
     in_shape, out_shape : ``[C, H, W]`` for conv and pool, ``[F]`` for linear.
     weight_bits : signed bit width of the weights (conv, linear).
+    bias_bits : signed bit width of the optional per-output-channel integer bias (conv,
+        linear; ``None``: no bias). At most ``membrane_bits`` on a hidden layer, 2..32.
     membrane_bits : ``B``, the signed width the membrane saturates to (hidden conv / linear).
     leak_shift : ``k``; the leak is ``U >>> k``; ``0`` means no leak (IF neuron).
     threshold : ``theta``, a positive integer in membrane units.
@@ -201,6 +208,7 @@ class Layer:
     leak_shift: int | None = None
     threshold: int | None = None
     output: bool = False
+    bias_bits: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_shape", tuple(self.in_shape))
@@ -210,6 +218,10 @@ class Layer:
     @property
     def has_weights(self) -> bool:
         return self.type in ("conv", "linear")
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias_bits is not None
 
     @property
     def is_lif(self) -> bool:
@@ -238,6 +250,8 @@ class Layer:
                              "in_shape": list(self.in_shape), "out_shape": list(self.out_shape)}
         if self.has_weights:
             d["weight_bits"] = self.weight_bits
+        if self.has_bias:
+            d["bias_bits"] = self.bias_bits
         if self.is_lif:
             d.update(membrane_bits=self.membrane_bits, leak_shift=self.leak_shift,
                      threshold=self.threshold)
@@ -284,6 +298,13 @@ def check_layer(layer: Layer, where: str) -> None:
                          f"not {layer.weight_bits!r}")
     elif layer.weight_bits is not None:
         _fail(where, "field 'weight_bits' is not allowed on a pool layer")
+    if layer.bias_bits is not None:
+        bb, top = layer.bias_bits, (layer.membrane_bits if layer.is_lif else 32)
+        if not layer.has_weights:
+            _fail(where, "field 'bias_bits' is not allowed on a pool layer")
+        if not (_is_int(bb) and 2 <= bb <= (top if _is_int(top) else 32)):
+            _fail(where, f"field 'bias_bits' must be an integer in 2..{top} (at most the "
+                         f"membrane width of a hidden layer, 32 on the output), not {bb!r}")
     if layer.output and layer.type != "linear":
         _fail(where, "field 'output' is only allowed on a linear layer")
     if layer.is_lif:
@@ -323,6 +344,7 @@ class Model:
     kind: str = "trained"
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    biases: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.layers = tuple(self.layers)
@@ -350,11 +372,18 @@ class Model:
             return 2 ** (self.input.bits - 1)
         return 1
 
+    def bias(self, layer: Layer) -> np.ndarray:
+        """The layer's integer bias as int64 ``[out channels]`` (zeros when it has none)."""
+        b = self.biases.get(layer.name)
+        return (np.zeros(layer.weight_shape[0], np.int64) if b is None
+                else b.astype(np.int64))
+
     def current_bound(self, layer: Layer) -> int:
-        """Exact bound on ``|I_t|`` of ``layer`` for any input: ``max_j sum_i |W_ji| * x_max``."""
+        """Exact bound on ``|I_t|`` of ``layer`` for any input and on every partial sum of it:
+        ``max_j (sum_i |W_ji| * x_max + |b_j|)``."""
         w = self.weights[layer.name].astype(np.int64)
-        per_neuron = np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)
-        return int(per_neuron.max(initial=0)) * self.input_bound(layer)
+        per_neuron = np.abs(w.reshape(w.shape[0], -1)).sum(axis=1) * self.input_bound(layer)
+        return int((per_neuron + np.abs(self.bias(layer))).max(initial=0))
 
     def current_bits(self, layer: Layer) -> int:
         """Signed width that holds every current of ``layer`` (from the actual weights)."""
@@ -375,6 +404,14 @@ class Model:
         for layer in self.layers:
             if layer.has_weights:
                 check_weights(layer, self.weights[layer.name], f"{where}: weights/{layer.name}")
+        expected = {x.name for x in self.layers if x.has_bias}
+        if set(self.biases) != expected:
+            missing, extra = expected - set(self.biases), set(self.biases) - expected
+            _fail(where, f"bias: missing {sorted(missing)}, unknown {sorted(extra)} (a bias "
+                         f"belongs to exactly the layers with 'bias_bits')")
+        for layer in self.layers:
+            if layer.has_bias:
+                check_bias(layer, self.biases[layer.name], f"{where}: bias/{layer.name}")
         # The golden model accumulates exactly; keep every sum far from int64 limits.
         for layer in self.layers:
             if layer.has_weights and self.current_bound(layer) >= 2 ** 40:
@@ -382,9 +419,15 @@ class Model:
                              f"exceeds 2^40")
 
     # -- file --------------------------------------------------------------------------------
+    @property
+    def file_version(self) -> int:
+        """The format version :meth:`save` writes: 2 with a bias, else 1."""
+        return 2 if any(x.has_bias for x in self.layers) else 1
+
     def manifest(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "version": VERSION, "name": self.name, "kind": self.kind,
+            "format": FORMAT, "version": self.file_version, "name": self.name,
+            "kind": self.kind,
             "timesteps": self.timesteps, "input": self.input.to_json(),
             "classes": list(self.classes), "layers": [x.to_json() for x in self.layers],
             "provenance": self.provenance, "metrics": self.metrics,
@@ -397,6 +440,7 @@ class Model:
         manifest = json.dumps(self.manifest(), indent=1, sort_keys=False).encode()
         arrays = {"manifest": np.frombuffer(manifest, dtype=np.uint8)}
         arrays.update({f"weights/{k}": np.ascontiguousarray(v) for k, v in self.weights.items()})
+        arrays.update({f"bias/{k}": np.ascontiguousarray(v) for k, v in self.biases.items()})
         with atomic_path(path) as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **arrays)
             f.flush()
@@ -452,18 +496,32 @@ def weight_dtype(bits: int) -> np.dtype:
     return np.dtype(np.int8 if bits <= 8 else np.int16)
 
 
+def bias_dtype(bits: int) -> np.dtype:
+    return np.dtype(np.int16 if bits <= 16 else np.int32)
+
+
+def _check_int_array(a: Any, where: str, dtype: np.dtype, shape: tuple[int, ...], bits: int,
+                     what: str) -> None:
+    """``a`` is a numpy array of ``dtype`` and ``shape`` holding signed ``bits``-bit values."""
+    if not isinstance(a, np.ndarray):
+        _fail(where, f"must be a numpy array, not {type(a).__name__}")
+    if a.dtype != dtype:
+        _fail(where, f"dtype must be {dtype} for {what}, not {a.dtype}")
+    if a.shape != shape:
+        _fail(where, f"shape must be {list(shape)}, not {list(a.shape)}")
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if a.size and (a.min() < lo or a.max() > hi):
+        _fail(where, f"values must lie in {lo}..{hi} ({bits}-bit), found {a.min()}..{a.max()}")
+
+
+def check_bias(layer: Layer, b: Any, where: str) -> None:
+    _check_int_array(b, where, bias_dtype(layer.bias_bits), layer.weight_shape[:1],
+                     layer.bias_bits, f"a {layer.bias_bits}-bit bias")
+
+
 def check_weights(layer: Layer, w: Any, where: str) -> None:
-    if not isinstance(w, np.ndarray):
-        _fail(where, f"must be a numpy array, not {type(w).__name__}")
-    want = weight_dtype(layer.weight_bits)
-    if w.dtype != want:
-        _fail(where, f"dtype must be {want} for {layer.weight_bits}-bit weights, not {w.dtype}")
-    if w.shape != layer.weight_shape:
-        _fail(where, f"shape must be {list(layer.weight_shape)}, not {list(w.shape)}")
-    lo, hi = -(2 ** (layer.weight_bits - 1)), 2 ** (layer.weight_bits - 1) - 1
-    if w.size and (w.min() < lo or w.max() > hi):
-        _fail(where, f"values must lie in {lo}..{hi} ({layer.weight_bits}-bit), "
-                     f"found {w.min()}..{w.max()}")
+    _check_int_array(w, where, weight_dtype(layer.weight_bits), layer.weight_shape,
+                     layer.weight_bits, f"{layer.weight_bits}-bit weights")
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +531,7 @@ _TOP_KEYS = {"format", "version", "name", "kind", "timesteps", "input", "classes
              "provenance", "metrics"}
 _INPUT_KEYS = {"shape", "mean", "std", "scale", "bits"}
 _LAYER_KEYS = {"name", "type", "in_shape", "out_shape", "weight_bits", "membrane_bits",
-               "leak_shift", "threshold", "output"}
+               "leak_shift", "threshold", "output", "bias_bits"}
 
 
 def _check_keys(d: Any, allowed: set[str], required: set[str], where: str) -> None:
@@ -492,9 +550,9 @@ def _parse_layers(man: Any, where: str) -> tuple[InputSpec, list[Layer]]:
     _check_keys(man, _TOP_KEYS, _TOP_KEYS, f"{where}: manifest")
     if man["format"] != FORMAT:
         _fail(where, f"field 'format' must be {FORMAT!r}, not {man['format']!r}")
-    if man["version"] != VERSION:
+    if not (_is_int(man["version"]) and man["version"] in VERSIONS):
         _fail(where, f"field 'version': unsupported version {man['version']!r}; "
-                     f"this dietsnn reads version {VERSION}")
+                     f"this dietsnn reads versions {', '.join(map(str, VERSIONS))}")
     inp = man["input"]
     _check_keys(inp, _INPUT_KEYS, _INPUT_KEYS, f"{where}: field 'input'")
     for key in ("shape", "mean", "std"):
@@ -515,6 +573,9 @@ def _parse_layers(man: Any, where: str) -> tuple[InputSpec, list[Layer]]:
             if not isinstance(d[key], list):
                 _fail(where, f"field 'layers[{i}]': field '{key}' must be a list, "
                              f"not {d[key]!r}")
+        if "bias_bits" in d and man["version"] < 2:
+            _fail(where, f"field 'layers[{i}].bias_bits' needs format version 2, the file "
+                         f"says version {man['version']}")
         try:
             layers.append(Layer(**d))
         except (TypeError, ModelFileError) as e:
@@ -535,13 +596,16 @@ def _check_manifest(man: Any, where: str) -> tuple[InputSpec, list[Layer]]:
     return spec, layers
 
 
-def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str) -> Model:
-    """Build and validate a :class:`Model` from a parsed manifest and its weight arrays."""
+def model_from_manifest(man: Any, weights: dict[str, np.ndarray], where: str,
+                        biases: dict[str, np.ndarray] | None = None) -> Model:
+    """Build and validate a :class:`Model` from a parsed manifest, its weight arrays and its
+    bias arrays."""
     spec, layers = _check_manifest(man, where)
     try:
         return Model(name=man["name"], timesteps=man["timesteps"], input=spec,
                      layers=tuple(layers), weights=weights, classes=tuple(man["classes"]),
-                     kind=man["kind"], provenance=man["provenance"], metrics=man["metrics"])
+                     kind=man["kind"], provenance=man["provenance"], metrics=man["metrics"],
+                     biases=dict(biases or {}))
     except ModelFileError as e:
         raise ModelFileError(f"{where}: {str(e).removeprefix('model: ')}") from None
 
@@ -675,8 +739,9 @@ def _load_zip(zf: zipfile.ZipFile, where: str) -> Model:
     if "manifest" not in members:
         _fail(where, "missing member 'manifest'")
     for key in members:
-        if key != "manifest" and not key.startswith("weights/"):
-            _fail(where, f"unknown member {key!r}; expected 'manifest' and 'weights/<layer>'")
+        if key != "manifest" and not key.startswith(("weights/", "bias/")):
+            _fail(where, f"unknown member {key!r}; expected 'manifest', 'weights/<layer>' "
+                         f"and 'bias/<layer>'")
     info = members.pop("manifest")
     if info.file_size > MAX_MANIFEST_BYTES + 4096:
         _fail(where, f"member 'manifest' is {info.file_size} bytes; at most "
@@ -697,34 +762,41 @@ def _load_zip(zf: zipfile.ZipFile, where: str) -> Model:
     man = parse_json(text, f"{where}: member 'manifest' is not valid UTF-8 JSON")
     _, layers = _check_manifest(man, where)
 
-    # weights: every header against the manifest before any data is read
-    by_name = {x.name: x for x in layers if x.has_weights}
-    names = {k.removeprefix("weights/") for k in members}
-    if names != set(by_name):
-        _fail(where, f"weights: missing {sorted(set(by_name) - names)}, "
-                     f"unknown {sorted(names - set(by_name))}")
+    # weights and biases: every header against the manifest before any data is read
+    want: dict[str, tuple[np.dtype, tuple[int, ...], str]] = {}
+    for x in layers:
+        if x.has_weights:
+            want[f"weights/{x.name}"] = (weight_dtype(x.weight_bits), x.weight_shape,
+                                         f"{x.weight_bits}-bit weights")
+        if x.has_bias:
+            want[f"bias/{x.name}"] = (bias_dtype(x.bias_bits), x.weight_shape[:1],
+                                      f"a {x.bias_bits}-bit bias")
+    for kind in ("weights", "bias"):
+        names = {k.removeprefix(f"{kind}/") for k in members if k.startswith(f"{kind}/")}
+        expected = {k.removeprefix(f"{kind}/") for k in want if k.startswith(f"{kind}/")}
+        if names != expected:
+            _fail(where, f"{kind}: missing {sorted(expected - names)}, "
+                         f"unknown {sorted(names - expected)}")
     total = 0
     for key, info in members.items():  # pass 1: headers only
-        layer = by_name[key.removeprefix("weights/")]
-        want_dtype = weight_dtype(layer.weight_bits)
-        total += math.prod(layer.weight_shape) * want_dtype.itemsize
+        want_dtype, want_shape, what = want[key]
+        total += math.prod(want_shape) * want_dtype.itemsize
         if total > MAX_WEIGHT_BYTES:
             _fail(where, f"weights take more than {MAX_WEIGHT_BYTES} bytes (at {key}); "
                          f"larger models are refused")
         with _open_member(zf, info, where) as f:
             dtype, shape, _ = _npy_header(f, where, key)
         if dtype != want_dtype:
-            _fail(where, f"{key}: dtype must be {want_dtype} for {layer.weight_bits}-bit "
-                         f"weights, not {dtype}")
-        if shape != layer.weight_shape:
-            _fail(where, f"{key}: shape must be {list(layer.weight_shape)}, not {list(shape)}")
-    weights = {}
+            _fail(where, f"{key}: dtype must be {want_dtype} for {what}, not {dtype}")
+        if shape != want_shape:
+            _fail(where, f"{key}: shape must be {list(want_shape)}, not {list(shape)}")
+    arrays: dict[str, dict[str, np.ndarray]] = {"weights": {}, "bias": {}}
     for key, info in members.items():  # pass 2: data, exactly the size the headers declare
+        kind, name = key.split("/", 1)
         with _open_member(zf, info, where) as f:
             dtype, shape, fortran = _npy_header(f, where, key)
-            weights[key.removeprefix("weights/")] = _read_npy_data(f, dtype, shape, fortran,
-                                                                   where, key)
-    return model_from_manifest(man, weights, where)
+            arrays[kind][name] = _read_npy_data(f, dtype, shape, fortran, where, key)
+    return model_from_manifest(man, arrays["weights"], where, arrays["bias"])
 
 
 def models_dir() -> Path:

@@ -12,11 +12,12 @@ An architecture string lists layers left to right, separated by ``-``:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .model import CIFAR10_CLASSES, InputSpec, Layer, Model, weight_dtype
+from .model import CIFAR10_CLASSES, InputSpec, Layer, Model, bias_dtype, weight_dtype
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,15 @@ def random_model(
     membrane_bits: int = 16,
     input_spec: InputSpec | None = None,
     name: str | None = None,
+    bias: bool = False,
 ) -> Model:
     """A model with fixed-seed random integer weights, ``kind="random-test"``.
 
     Not trained: it exists so that tests and RTL checks have a network with realistic
     activity (thresholds are set so roughly 10-30% of neurons spike) before a trained one
-    exists. Its name always starts with ``random-``.
+    exists. Its name always starts with ``random-``. With ``bias`` every conv and linear
+    layer also gets a random ``membrane_bits``-wide integer bias (drawn after everything
+    else, so the weights and thresholds are those of the model without bias).
     """
     rng = np.random.default_rng(seed)
     spec = input_spec or InputSpec()
@@ -137,13 +141,25 @@ def random_model(
         shifts.append(i % 4)
     layers = build_layers(arch, spec.shape, weight_bits=weight_bits, membrane_bits=membrane_bits,
                           leak_shifts=shifts[:n_lif], thresholds=thresholds)
+    biases: dict[str, np.ndarray] = {}
+    if bias:    # about a third of a threshold (hidden), a few weights (output)
+        lif_th = iter(thresholds)
+        layers = tuple(dataclasses.replace(x, bias_bits=membrane_bits) if x.has_weights else x
+                       for x in layers)
+        for layer in layers:
+            if layer.has_weights:
+                sd = next(lif_th) / 3 if layer.is_lif else lim
+                lo, hi = -(2 ** (membrane_bits - 1)), 2 ** (membrane_bits - 1) - 1
+                b = np.clip(np.rint(rng.normal(0, sd, layer.weight_shape[0])), lo, hi)
+                biases[layer.name] = b.astype(bias_dtype(membrane_bits))
     classes = CIFAR10_CLASSES if layers[-1].out_shape[0] == 10 else tuple(
         f"class{i}" for i in range(layers[-1].out_shape[0]))
-    return Model(name=name or f"random-{arch}-seed{seed}", timesteps=timesteps, input=spec,
-                 layers=layers, weights=weights, classes=classes, kind="random-test",
+    return Model(name=name or f"random-{arch}-seed{seed}{'-bias' if bias else ''}",
+                 timesteps=timesteps, input=spec, layers=layers, weights=weights,
+                 classes=classes, kind="random-test",
                  provenance={"generator": "dietsnn.topology.random_model", "arch": arch,
-                             "seed": seed},
-                 metrics={})
+                             "seed": seed, **({"bias": True} if bias else {})},
+                 metrics={}, biases=biases)
 
 
 def arch_of(layers: tuple[Layer, ...]) -> str:

@@ -228,10 +228,12 @@ def reference_run(model: Model, q: np.ndarray, t_steps: int) -> tuple[np.ndarray
         if layer.type == "pool":
             x = np.stack([golden.pool_or(x[t]) for t in range(t_steps)])
         else:
-            def current(inp, layer=layer, w=w):
+            b = model.biases.get(layer.name, np.zeros(w.shape[0], np.int64)).astype(np.int64)
+
+            def current(inp, layer=layer, w=w, b=b):
                 if layer.type == "conv":
-                    return shift_conv3x3(inp, w)
-                return inp.reshape(inp.shape[0], -1).astype(np.int64) @ w.T.astype(np.int64)
+                    return shift_conv3x3(inp, w) + b[:, None, None]
+                return inp.reshape(inp.shape[0], -1).astype(np.int64) @ w.T.astype(np.int64) + b
             cur = ([current(q)] * t_steps if x is None
                    else [current(x[t]) for t in range(t_steps)])
             if layer.output:
@@ -266,6 +268,11 @@ MODELS = {
     "narrow-membrane": dict(arch="8C-P-16C-P-10", membrane_bits=9, thresholds=[200, 20],
                             leak_shifts=[1, 2]),
     "wide-membrane": dict(arch="8C-P-12L-10", membrane_bits=32),
+    # a bias on every layer (the first's constant current, hidden and output currents)
+    "bias": dict(arch="8C-P-16C-P-12L-10", bias=True),
+    "bias-linear-first": dict(arch="20L-10", bias=True),
+    "bias-output-only": dict(arch="10", bias=True),
+    "bias-wide-membrane": dict(arch="8C-P-12L-10", membrane_bits=32, bias=True),
 }
 
 
@@ -384,3 +391,45 @@ def test_accuracy_helper():
     pred = golden.run(m, m.input.quantize(images)).prediction
     assert golden.accuracy(m, images, pred) == 1.0
     assert golden.accuracy(m, images, (pred + 1) % 10) == 0.0
+
+
+def test_bias_is_added_at_every_step():
+    """The output layer sums ``W S_t + b`` over the T steps: its logits move by exactly
+    ``T * b`` when only the output bias changes; the currents recorded include the bias."""
+    import dataclasses
+
+    m = random_model("8C-P-12L-10", seed=2, input_spec=SMALL, bias=True)
+    q = _images(m, 4)
+    a = golden.run(m, q, record=["currents"])
+    b2 = dict(m.biases, out=(m.biases["out"] + 7).astype(m.biases["out"].dtype))
+    b = golden.run(dataclasses.replace(m, biases=b2), q, record=["currents"])
+    np.testing.assert_array_equal(b.logits - a.logits, np.full_like(a.logits, 7 * m.timesteps))
+    np.testing.assert_array_equal(b.currents["out"] - a.currents["out"], 7)
+    # the first layer's constant current is W q + b
+    want = shift_conv3x3(q.astype(np.int64), m.weights["conv1"]) + m.biases["conv1"][:, None,
+                                                                                     None]
+    np.testing.assert_array_equal(a.currents["conv1"][:, 0], want)
+
+
+def test_bias_enters_the_exactness_bound():
+    """``current_bound`` includes ``|b|``, so the int32 / float32 choices still hold when the
+    bias makes the current large."""
+    import dataclasses
+
+    from dietsnn.model import Layer
+
+    m = random_model("8C-P-12L-10", seed=2, input_spec=SMALL, membrane_bits=32, bias=True)
+    layers = tuple(dataclasses.replace(x, bias_bits=32) if x.has_weights else x
+                   for x in m.layers)
+    big = {k: np.full_like(v, 2 ** 30, dtype=np.int32) for k, v in m.biases.items()}
+    m2 = dataclasses.replace(m, layers=layers, biases=big)
+    fc1: Layer = m2.layer("fc1")
+    w = np.abs(m2.weights["fc1"].astype(np.int64)).sum(1).max()
+    assert m2.current_bound(fc1) == w + 2 ** 30
+    assert golden._acc(fc1, m2.current_bound(fc1)) == np.int64
+    q = _images(m2, 3)
+    logits, spikes = reference_run(m2, q, m2.timesteps)
+    res = golden.run(m2, q, record=["spikes"])
+    np.testing.assert_array_equal(res.logits, logits)
+    for k, v in spikes.items():
+        np.testing.assert_array_equal(res.spikes[k], v, err_msg=k)

@@ -90,7 +90,7 @@ MANIFEST_CASES = [
     ("layers.0.name", None, True, r"field 'layers\[0\]'.*missing field\(s\) \['name'\]"),
     ("layers.0.bias", True, False, r"field 'layers\[0\]'.*unknown field\(s\) \['bias'\]"),
     ("format", "other", False, r"field 'format' must be 'dietsnn-model'"),
-    ("version", 2, False, r"field 'version': unsupported version 2"),
+    ("version", 3, False, r"field 'version': unsupported version 3"),
     ("version", "1", False, r"field 'version': unsupported version '1'"),
     ("kind", "guess", False, r"field 'kind' must be one of trained, random-test"),
     ("name", "", False, r"field 'name' must be letters, digits"),
@@ -194,7 +194,10 @@ def test_weight_rejections(model, tmp_path):
     check(m, r"weights: missing \[\], unknown \['extra'\]")
     m = dict(base)
     m["bias/out"] = np.zeros(10, np.int8)
-    check(m, r"unknown member 'bias/out'")
+    check(m, r"bias: missing \[\], unknown \['out'\]")
+    m = dict(base)
+    m["other/out"] = np.zeros(10, np.int8)
+    check(m, r"unknown member 'other/out'")
     # values outside the declared bit width: 4-bit weights stored as int8
     man = copy.deepcopy(model.manifest())
     man["layers"][0]["weight_bits"] = 4
@@ -264,3 +267,87 @@ def test_invalid_model_is_not_written(model, tmp_path):
     with pytest.raises(ModelFileError, match="weights/conv1: dtype must be int8"):
         m.save(tmp_path / "bad.npz")
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# Biases (format version 2)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def biased():
+    return random_model("8C-P-16C-P-12L-10", seed=11, bias=True)
+
+
+def _biased_members(m) -> dict[str, np.ndarray]:
+    out = _members(m)
+    out.update({f"bias/{k}": v for k, v in m.biases.items()})
+    return out
+
+
+def test_bias_round_trip_is_version_2(biased, tmp_path):
+    path = biased.save(tmp_path / "b.npz")
+    back = load(path)
+    assert back.manifest() == biased.manifest() and back.manifest()["version"] == 2
+    assert back.biases.keys() == biased.biases.keys() == {"conv1", "conv2", "fc1", "out"}
+    for k, v in biased.biases.items():
+        assert back.biases[k].dtype == v.dtype == np.int16
+        np.testing.assert_array_equal(back.biases[k], v)
+    q = biased.input.quantize(np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32),
+                                                                dtype=np.uint8))
+    np.testing.assert_array_equal(golden.run(back, q).logits, golden.run(biased, q).logits)
+
+
+def test_model_without_bias_is_still_written_as_version_1(model, tmp_path):
+    """Version 1 files load (no bias) and a model without bias is written as version 1, byte
+    for byte the members earlier releases wrote; a version-1 manifest cannot declare one."""
+    path = model.save(tmp_path / "v1.npz")
+    with np.load(path) as z:
+        assert json.loads(z["manifest"].tobytes())["version"] == 1
+        assert not any(k.startswith("bias/") for k in z.files)
+    back = load(path)
+    assert back.biases == {} and not any(x.has_bias for x in back.layers)
+    man = copy.deepcopy(model.manifest())
+    man["layers"][0]["bias_bits"] = 8
+    with pytest.raises(ModelFileError, match=r"field 'layers\[0\]\.bias_bits' needs format "
+                                             r"version 2"):
+        load(_write(tmp_path / "bad.npz", _members(model), man))
+    man["version"] = 3
+    with pytest.raises(ModelFileError, match=r"unsupported version 3; this dietsnn reads "
+                                             r"versions 1, 2"):
+        load(_write(tmp_path / "bad.npz", _members(model), man))
+
+
+def test_bias_rejections(biased, tmp_path):
+    def check(members, match, man=None):
+        with pytest.raises(ModelFileError, match=match) as e:
+            load(_write(tmp_path / "b.npz", members, man))
+        assert "\n" not in str(e.value) and "b.npz" in str(e.value)
+
+    base = _biased_members(biased)
+    m = dict(base)
+    m["bias/conv2"] = base["bias/conv2"].astype(np.int32)
+    check(m, r"bias/conv2: dtype must be int16 for a 16-bit bias, not int32")
+    m = dict(base)
+    m["bias/conv2"] = base["bias/conv2"][:5]
+    check(m, r"bias/conv2: shape must be \[16\], not \[5\]")
+    m = dict(base)
+    del m["bias/fc1"]
+    check(m, r"bias: missing \['fc1'\], unknown \[\]")
+    man = copy.deepcopy(biased.manifest())
+    man["layers"][0]["bias_bits"] = 4
+    m = dict(base)
+    m["bias/conv1"] = np.full(8, 9, np.int16)
+    check(m, r"bias/conv1: values must lie in -8\.\.7 \(4-bit\), found 9\.\.9", man)
+    man["layers"][0]["bias_bits"] = 17       # wider than the 16-bit membrane
+    check(dict(base), r"field 'layers\[0\]': .*field 'bias_bits' must be an integer in "
+                      r"2\.\.16", man)
+    man["layers"][0]["bias_bits"] = "16"
+    check(dict(base), r"field 'bias_bits' must be an integer", man)
+    man = copy.deepcopy(biased.manifest())
+    man["layers"][-1]["bias_bits"] = 33
+    check(dict(base), r"field 'bias_bits' must be an integer in 2\.\.32", man)
+    man = copy.deepcopy(biased.manifest())
+    man["layers"][1]["bias_bits"] = 8        # pool1
+    check(dict(base), r"field 'bias_bits' is not allowed on a pool layer", man)
+    man = copy.deepcopy(biased.manifest())
+    man["layers"][-1]["bias_bits"] = 32
+    check(dict(base), r"bias/out: dtype must be int32 for a 32-bit bias, not int16", man)

@@ -6,7 +6,8 @@ back cycle counters must equal the cycle model (:func:`dietsnn.hw.accel.image_cy
 The networks are small (4x4 to 8x8 images) so that each corner runs in seconds: pooled and
 unpooled stages, several output and input channel groups, channel counts that are not a
 multiple of the lanes, hidden linear layers (after a conv, after a linear), no hidden layer
-at all, and T long enough that the front's LIF sets its pace. Also: random back-pressure and
+at all, and T long enough that the front's LIF sets its pace; and each of these with a bias on
+every layer (the front's, the engine's and the output's bias ROMs). Also: random back-pressure and
 idle cycles on both streams, a reset in the middle of an image, short and long frames, and
 the argument checks. The full-size check with cocotb (Icarus and Verilator) is in
 tests/sim/test_accel_sim.py.
@@ -24,8 +25,9 @@ from dietsnn.model import InputSpec
 from dietsnn.topology import random_model
 
 
-def _model(arch: str, hw: int, t: int, seed: int = 3):
-    return random_model(arch, seed=seed, input_spec=InputSpec(shape=(3, hw, hw)), timesteps=t)
+def _model(arch: str, hw: int, t: int, seed: int = 3, bias: bool = False):
+    return random_model(arch, seed=seed, input_spec=InputSpec(shape=(3, hw, hw)), timesteps=t,
+                        bias=bias)
 
 
 def _images(model, n: int, seed: int = 0) -> np.ndarray:
@@ -34,8 +36,8 @@ def _images(model, n: int, seed: int = 0) -> np.ndarray:
     return model.input.quantize(rng.integers(0, 256, (n, c, h, w), dtype=np.uint8))
 
 
-def _run(arch, hw, t, lanes, n=2, **kw):
-    model = _model(arch, hw, t)
+def _run(arch, hw, t, lanes, n=2, bias=False, **kw):
+    model = _model(arch, hw, t, bias=bias)
     q = _images(model, n)
     dut = Accelerator(model, lanes=lanes)
     out = simulate(dut, q, **kw)
@@ -60,11 +62,30 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("arch,hw,t,lanes", CASES)
-def test_bit_exact_and_cycle_model(arch, hw, t, lanes):
-    out, errs = _run(arch, hw, t, lanes)
+def test_bit_exact_and_cycle_model(arch, hw, t, lanes, bias):
+    out, errs = _run(arch, hw, t, lanes, bias=bias)
     assert not errs, "\n".join(errs[:8])
     assert out["status"]["frames_ok"] == 2
+
+
+def test_bias_changes_the_result():
+    """The biased models of the cases above are really biased: the accelerator built without
+    one engine stage's bias (all other biases kept) disagrees with the golden model."""
+    import dataclasses
+
+    model = _model("6C-9C-P-5C-10", 6, 2, bias=True)
+    q = _images(model, 2)
+    wrong = dataclasses.replace(model, biases={k: v * (k != "conv2")
+                                               for k, v in model.biases.items()})
+    dut = Accelerator(wrong, lanes=4)
+    assert check(model, dut, q, simulate(dut, q))
+    p = make_plan(model, 4)
+    assert p.front.bias and p.out.bias and [s.bias for s in p.stages] == [True, True]
+    assert [s.bbase for s in p.stages] == [0, 3]             # 3 groups of 4 lanes for 9
+    assert (p.engine_bias[3:5].ravel()[:5] == model.biases["conv3"]).all()
+    assert (p.out_bias == model.biases["out"]).all()
 
 
 def test_reset_mid_image_and_bad_frames():
@@ -114,7 +135,6 @@ def test_generated_verilog_is_lint_clean(tmp_path):
     no latches, no combinational loops, no multiple drivers; ``params.json`` has the plan."""
     import json
 
-    from dietsnn.hw import lint, tools
     from dietsnn.hw.accel import generate
     from dietsnn.model import load_model
 
@@ -122,9 +142,39 @@ def test_generated_verilog_is_lint_clean(tmp_path):
     params = json.loads(paths["params"].read_text())
     assert params["top"] == "dietsnn_accel" and params["lanes"] == 16
     assert set(params["ports"]) == {"debug", "mon", "status"}
+    _lint_clean(paths["verilog"])
+
+
+def test_generated_verilog_with_biases_is_lint_clean(tmp_path):
+    """A model with a bias on every layer (the bias ROMs ``bfront`` and ``bmem``): the same
+    lint and checks."""
+    from dietsnn.hw.accel import generate
+
+    paths = generate(_model("4C-8C-P-12L-10", 4, 3, bias=True), lanes=4, out_dir=tmp_path)
+    text = paths["verilog"].read_text()
+    assert "bfront" in text and "bmem" in text
+    _lint_clean(paths["verilog"])
+
+
+def _lint_clean(verilog) -> None:
+    from dietsnn.hw import lint, tools
+
     if tools.verilator() is None or tools.yosys() is None:
         pytest.skip("verilator or yosys missing")
-    v = lint.verilator_lint(paths["verilog"], "dietsnn_accel", waivers=lint.ACCEL_WAIVERS)
+    v = lint.verilator_lint(verilog, "dietsnn_accel", waivers=lint.ACCEL_WAIVERS)
     assert v.ok, v.issues[:10]
-    y = lint.yosys_check(paths["verilog"], "dietsnn_accel")
+    y = lint.yosys_check(verilog, "dietsnn_accel")
     assert y.ok, y.issues[:10]
+
+
+def test_random_model_spec_with_bias():
+    """``random:ARCH:SEED:bias`` (the command line's model resolver) gives every layer a bias;
+    any other fourth part is a one-line error."""
+    from dietsnn.errors import CLIError
+    from dietsnn.hw.commands import resolve_model
+
+    m = resolve_model("random:4C-P-8C-10:1:bias")
+    assert m.biases.keys() == {"conv1", "conv2", "out"} and m.file_version == 2
+    assert not resolve_model("random:4C-P-8C-10:1").biases
+    with pytest.raises(CLIError, match=r"expected random:ARCH\[:SEED\]\[:bias\]"):
+        resolve_model("random:4C-P-8C-10:1:bais")

@@ -1,5 +1,5 @@
-"""snnTorch-built networks come in: max pooling on spikes as OR pooling, biases refused by
-name (issue 14, item 4)."""
+"""snnTorch-built networks come in: max pooling on spikes as OR pooling (issue 14, item 4),
+biases as the integer model's bias (issue 12)."""
 
 from __future__ import annotations
 
@@ -60,11 +60,19 @@ def test_max_pool_of_spikes_is_the_golden_or_pooling():
         assert np.array_equal(mx, golden.pool_or(s)) and np.array_equal(avg, mx)
 
 
-def test_bias_is_refused_naming_the_node():
-    with pytest.raises(NIRImportError,
-                       match=r"node '0' \(Conv2d\): non-zero bias .*bias=False"):
-        from_snntorch(_net(bias=True), torch.zeros(SAMPLE),
-                      ImportOptions(approximate=True, membrane_bits=24))
+def test_bias_becomes_the_integer_bias():
+    """A float bias comes in as ``rint(b * s / unit)``, the weights' scale over the input
+    unit, and the rounding is listed as an approximation."""
+    net = _net(bias=True)
+    model, report = from_snntorch(net, torch.zeros(SAMPLE),
+                                  ImportOptions(approximate=True, membrane_bits=24))
+    first = model.layers[0]
+    assert first.has_bias and not any(x.has_bias for x in model.layers[1:])
+    w = net[0].weight.detach().numpy()
+    s = (2 ** (first.weight_bits - 1) - 1) / np.abs(w).max()
+    want = np.rint(net[0].bias.detach().numpy().astype(np.float64) * s / model.input.scale)
+    assert np.array_equal(model.biases[first.name], want)
+    assert any("bias rounded" in a for a in report.approximations)
 
 
 def test_average_pooling_is_still_refused():

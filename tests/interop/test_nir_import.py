@@ -88,7 +88,8 @@ def test_bigger_integer_weights_choose_a_wider_type():
 
 @pytest.mark.parametrize(("nodes", "node", "phrase"), [
     ([("c", _conv(stride=2))], "'c' (Conv2d)", "stride"),
-    ([("c", _conv(bias=np.ones(3, np.float32)))], "'c' (Conv2d)", "non-zero bias"),
+    ([("c", _conv(bias=np.array([np.nan, 0, 0], np.float32)))], "'c' (Conv2d)",
+     "bias must be finite"),
     ([("c", _conv()), ("n", nir.CubaLIF(tau_syn=np.ones(1), tau_mem=np.ones(1), r=np.ones(1),
                                         v_leak=np.zeros(1), v_threshold=np.ones(1)))],
      "'n' (CubaLIF)", "not LIF or IF"),

@@ -37,13 +37,20 @@ ARCHS = [
     ("8C-P-16C-P-10", 0),
     # hidden linear layers, leak shifts 0..3, two flattens' worth of shapes, 16-bit weights
     ("8C-8C-P-16C-64L-32L-10", 3),
+    # every layer with a bias (format version 2): Conv2d and Affine biases
+    ("8C-P-16C-32L-10", 5),
 ]
 
 
 @pytest.mark.parametrize(("arch", "seed"), ARCHS)
 def test_round_trip_gives_the_identical_model_file(tmp_path, arch, seed):
-    bits = 12 if seed else 8
-    m = random_model(arch, seed=seed, weight_bits=bits, membrane_bits=20 if seed else 16)
+    bits = 12 if seed == 3 else 8
+    m = random_model(arch, seed=seed, weight_bits=bits, membrane_bits=20 if seed == 3 else 16,
+                     bias=seed == 5)
+    if seed == 5:
+        graph = to_nir(m)
+        assert type(graph.nodes["fc1"]).__name__ == "Affine"
+        assert np.array_equal(graph.nodes["conv2"].bias, m.biases["conv2"])
     m.metrics = {"note": "carried through the graph metadata"}
     src = m.save(tmp_path / "m.npz")
     export_nir(m, tmp_path / "m.nir")

@@ -128,12 +128,13 @@ def test_without_leak_the_flavour_is_bit_exact_in_snntorch(tiny, spread_images):
     assert all(v == 1.0 for v in res["spike_agreement"].values())
 
 
+@pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("arch", ["8C-P-16C-P-10", "8C-P-16C-P-32L-10", "4C-4C-P-20L-12L-10"])
-def test_snntorch_flavour_round_trips_exactly(arch, tmp_path):
+def test_snntorch_flavour_round_trips_exactly(arch, bias, tmp_path):
     from dietsnn.nirio.export import export_nir
     from dietsnn.topology import random_model
 
-    m = random_model(arch, seed=4)
+    m = random_model(arch, seed=4, bias=bias)
     layers = tuple(dataclasses.replace(x, leak_shift=i % 3) if x.is_lif else x
                    for i, x in enumerate(m.layers))  # k = 0, 1, 2: IF written as LIF too
     m = dataclasses.replace(m, layers=layers)
@@ -156,6 +157,8 @@ def test_snntorch_flavour_round_trips_exactly(arch, tmp_path):
     for a, b in zip(foreign.layers, m.layers, strict=True):
         if b.has_weights:
             assert np.array_equal(foreign.weights[a.name], m.weights[b.name]), a.name
+            if b is not m.layers[0]:    # (the first's is in units of the assumed input)
+                assert np.array_equal(foreign.bias(a), m.bias(b)), a.name
 
 
 def test_snntorch_flavour_needs_snntorchs_dt():

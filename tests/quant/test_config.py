@@ -29,3 +29,31 @@ def test_bad_configs_name_the_key(tmp_path, text, msg):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert msg in str(e.value) and str(p) in str(e.value)
+
+
+def test_batchnorm_key_and_runs_stored_before_it():
+    """``[ann] batchnorm`` is a bool (default off); a run stored before the key existed
+    resumes without a conflict, one that changes it does not."""
+    from dietsnn.quant.config import flat_config, resume_conflicts
+
+    cfg = load_config("configs/ci.toml")
+    assert cfg.ann.batchnorm is False
+    stored = cfg.to_json()
+    del stored["ann"]["batchnorm"]
+    assert resume_conflicts(stored, cfg) == []
+    on = load_config_text('name = "x"\narch = "4C-10"\n[ann]\nbatchnorm = true\n')
+    assert on.ann.batchnorm is True
+    assert "ann.batchnorm" in resume_conflicts(stored, on)
+    assert flat_config(on.to_json())["ann.batchnorm"] is True
+    with pytest.raises(ConfigError, match=r"key 'batchnorm': expected bool"):
+        load_config_text('name = "x"\narch = "4C-10"\n[ann]\nbatchnorm = 1\n')
+
+
+def load_config_text(text: str):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "c.toml"
+        p.write_text(text)
+        return load_config(p)

@@ -108,3 +108,58 @@ def test_ann_warm_start_from_another_run(tmp_path, cifar_test, capsys):
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "y"), "--device", "cpu",
                  "--stage", "ann"]) == 1
     assert "not an ANN checkpoint" in capsys.readouterr().err
+
+
+def test_batchnorm_config_trains_folds_and_exports_a_biased_model(tmp_path, cifar_test,
+                                                                   capsys):
+    """``[ann] batchnorm = true``: the ANN trains with BatchNorm, the SNN gets it folded into
+    its weights and biases, and the exported model (version 2, a bias on every layer) gives
+    the QAT eval forward's predictions and logits in the golden model."""
+    import dataclasses
+
+    from dietsnn import golden
+    from dietsnn.quant import config as cfgmod
+    from dietsnn.quant.export import qat_eval
+    from dietsnn.quant.train import Pipeline
+
+    cfg = cfgmod.load_config("configs/ci.toml")
+    cfg = dataclasses.replace(cfg, out_dir=str(tmp_path / "bn"),
+                              ann=dataclasses.replace(cfg.ann, batchnorm=True))
+    p = Pipeline(cfg, device="cpu", progress=False)
+    res = p.run()
+    assert res["export"]["bit_exact"] is True
+    model = load(tmp_path / "bn" / "model.npz")
+    assert all(x.has_bias for x in model.layers if x.has_weights)
+    assert model.manifest()["version"] == 2 and model.provenance["config"]["ann"]["batchnorm"]
+    assert any(np.any(b != 0) for b in model.biases.values())
+    net = p._load_stage("snn").cpu()
+    images = cifar_test.images[:48]
+    logits, _ = qat_eval(net, images)
+    g = golden.run(model, model.input.quantize(images))
+    np.testing.assert_array_equal(logits, g.logits)
+    np.testing.assert_array_equal(np.argmax(logits, axis=1), g.prediction)
+
+
+def test_folding_batchnorm_keeps_the_ann_output():
+    """In eval mode the ANN gives the same output before and after the fold."""
+    from dietsnn.model import InputSpec
+    from dietsnn.quant.network import DietSNN
+
+    torch.manual_seed(0)
+    net = DietSNN("4C-P-6C-12L-10", input_spec=InputSpec(shape=(3, 8, 8)), timesteps=2,
+                  bias=True, batchnorm=True)
+    with torch.no_grad():   # non-trivial statistics and affine parameters
+        for bn in net.bn:
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.3, 0.3)
+        for b in net.biases:
+            b.uniform_(-0.2, 0.2)
+    net.eval()
+    q = torch.randint(-100, 100, (5, 3, 8, 8)).float()
+    before = net(q, "ann")
+    net.fold_batchnorm()
+    torch.testing.assert_close(net(q, "ann"), before, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no unfolded BatchNorm"):
+        net.fold_batchnorm()

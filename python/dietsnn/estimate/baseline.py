@@ -251,6 +251,11 @@ def baseline(model: Model, images_u8: np.ndarray, labels: np.ndarray,
     ``ann_checkpoint`` (else ``provenance["ann_checkpoint"]`` when that file exists) takes the
     trained ANN's float weights instead of the SNN's integer weights.
     """
+    biased = [x.name for x in model.layers if x.has_bias]
+    if biased:
+        raise BaselineError(f"{model.name}: layers {', '.join(biased)} have a bias; the ANN "
+                            f"baseline is built without biases (its power-of-two "
+                            f"normalisation relies on that), so it cannot represent this model")
     try:
         import hls4ml
     except ImportError:

@@ -45,8 +45,8 @@ def _images(model: Model, n: int, data: str | None, *, split: str = "test",
 
 
 def load_model(spec: str) -> Model:
-    """A model file, a shipped name or ``random:ARCH[:SEED]``: the one resolver of the command
-    line (:func:`dietsnn.hw.commands.resolve_model`, as ``rtl`` and ``sim`` use)."""
+    """A model file, a shipped name or ``random:ARCH[:SEED][:bias]``: the one resolver of the
+    command line (:func:`dietsnn.hw.commands.resolve_model`, as ``rtl`` and ``sim`` use)."""
     from dietsnn.hw.commands import resolve_model
 
     return resolve_model(spec)
@@ -85,7 +85,8 @@ def _target_part(args: argparse.Namespace) -> tuple[str, str | None]:
 
 def _common(p: argparse.ArgumentParser, images: int) -> None:
     p.add_argument("--model", required=True,
-                   help="model file, shipped name (cifar10, tiny) or random:ARCH[:SEED]")
+                   help="model file, shipped name (cifar10, tiny) or "
+                        "random:ARCH[:SEED][:bias]")
     p.add_argument("--images", type=int, default=images,
                    help=f"CIFAR-10 test images to run (default {images}), chosen by --select")
     p.add_argument("--select", choices=MODES, default="spread",

@@ -15,10 +15,14 @@ Operation counts per image
       ``fanout(i)`` synapses: ``ACs = sum_t sum_i s_i[t] * fanout(i)`` (accumulates, ADDs).
     * Pooling is an OR of spikes (no arithmetic); the ANN's ReLU and max-pool comparisons are
       not counted either.
+    * A layer with a bias adds it once per neuron and current: ``neurons`` ADDs for the
+      first layer (its current is computed once) and in the ANN, ``neurons * T`` for a later
+      SNN layer (per-layer ``bias_adds``; layers without a bias have none).
 
 Energy (per image)::
 
-    E_SNN = MACs_first * E_MAC + ACs * E_ADD          E_ANN = MACs_ANN * E_MAC
+    E_SNN = MACs_first * E_MAC + (ACs + bias ADDs) * E_ADD
+    E_ANN = MACs_ANN * E_MAC + bias ADDs_ANN * E_ADD
 
 with per-operation energies from an :class:`EnergyTable`. The default is the 45 nm CMOS
 table of Horowitz (ISSCC 2014) that DIET-SNN used (32-bit float: MAC 4.6 pJ = MULT 3.7 +
@@ -153,6 +157,7 @@ class OpCounts:
     macs : per weight layer, MACs per image (first layer only; int).
     acs : per weight layer, ``[N]`` accumulates per image (later layers).
     ann_macs : per weight layer, the ANN's MACs per image.
+    bias_adds : per layer with a bias, ``(SNN, ANN)`` bias additions per image.
     spike_rate : per LIF / pool layer, ``[N]`` spikes / (neurons * T) per image.
     """
 
@@ -160,6 +165,7 @@ class OpCounts:
     macs: dict[str, int] = field(default_factory=dict)
     acs: dict[str, list[np.ndarray]] = field(default_factory=dict)
     ann_macs: dict[str, int] = field(default_factory=dict)
+    bias_adds: dict[str, tuple[int, int]] = field(default_factory=dict)
     spike_rate: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(self, model: Model, result: Result) -> None:
@@ -168,6 +174,9 @@ class OpCounts:
         t_steps = None
         prev: str | None = None
         for i, layer in enumerate(model.layers):
+            if layer.has_bias:
+                t = model.timesteps if i else 1
+                self.bias_adds[layer.name] = (layer.neurons * t, layer.neurons)
             if layer.has_weights:
                 self.ann_macs[layer.name] = synapses(layer)
                 if i == 0:
@@ -215,6 +224,8 @@ def summarise(model: Model, counts: OpCounts, table: EnergyTable = HOROWITZ_45NM
                 acs_total = acs_total + a
                 row["snn_macs"] = 0
                 row["snn_acs"] = _stats(a)
+        if layer.name in counts.bias_adds:
+            row["bias_adds"], row["ann_bias_adds"] = counts.bias_adds[layer.name]
         if layer.name in counts.spike_rate:
             r = np.concatenate(counts.spike_rate[layer.name])
             row["spike_rate"] = _stats(r)
@@ -223,10 +234,11 @@ def summarise(model: Model, counts: OpCounts, table: EnergyTable = HOROWITZ_45NM
     macs = sum(counts.macs.values())
     ann = sum(counts.ann_macs.values())
     acs = _stats(acs_total)
+    badds = [sum(v[k] for v in counts.bias_adds.values()) for k in (0, 1)]
     energy = {}
     for prec, e in table.ops.items():
-        snn = macs * e["mac"] + acs["mean"] * e["add"]
-        annj = ann * e["mac"]
+        snn = macs * e["mac"] + (acs["mean"] + badds[0]) * e["add"]
+        annj = ann * e["mac"] + badds[1] * e["add"]
         energy[prec] = {"snn_pj": snn, "ann_pj": annj,
                         "snn_over_ann": snn / annj if annj else None,
                         "ann_over_snn": annj / snn if snn else None}

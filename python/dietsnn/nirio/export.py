@@ -5,13 +5,14 @@ The mapping (the full table with equations is in ``docs/nir.md``), for a time st
 
     Input            the quantised image q (InputSpec.quantize), floats holding int8 values,
                      presented unchanged at every time step
-    conv  (LIF)      Conv2d(3x3, stride 1, padding 1, bias 0, weight = integer W)
+    conv  (LIF)      Conv2d(3x3, stride 1, padding 1, weight = integer W, bias = integer b or 0)
                      -> LIF(tau = dt * 2^k, r = 2^k, v_leak = 0, v_threshold = theta)  (k >= 1)
                      -> IF(r = 1 / dt, v_threshold = theta)                            (k = 0)
     pool             AvgPool2d(2, 2) -> Threshold(0): the mean of 4 spikes is > 0 exactly when
                      one of them is 1, so this pair is OR pooling, bit for bit
     linear (LIF)     [Flatten] -> Linear(weight = integer W) -> LIF / IF as for conv
-    output           [Flatten] -> Linear(weight = integer W) -> I(r = 1 / dt) -> Output
+                     (Affine(weight = W, bias = integer b) for a layer with a bias)
+    output           [Flatten] -> Linear | Affine(as above) -> I(r = 1 / dt) -> Output
                      (the integrator is the accumulator V <- V + I_t)
 
 With these values the forward-Euler step of NIR's equations ``tau dv/dt = (v_leak - v) + r I``
@@ -100,6 +101,21 @@ def _weights(model: Model, layer: Layer) -> np.ndarray:
     return model.weights[layer.name].astype(np.float32)
 
 
+def _bias(model: Model, layer: Layer) -> np.ndarray:
+    """The integer bias as floats (zeros without one): float32, or float64 where a value
+    needs more than float32's 24 bits."""
+    b = model.bias(layer)
+    return b.astype(np.float32 if np.abs(b).max(initial=0) < 2 ** 24 else np.float64)
+
+
+def _dense_meta(layer: Layer) -> dict[str, Any]:
+    """Node metadata of a conv or linear layer: its name and the widths of W and b."""
+    meta: dict[str, Any] = {"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits}
+    if layer.has_bias:
+        meta["bias_bits"] = layer.bias_bits
+    return meta
+
+
 #: ``log2(tau / dt)`` of the LIF that stands for an IF in the snnTorch flavour: large enough
 #: that ``1 - dt / tau`` rounds to exactly 1.0 in float64.
 IF_AS_LIF_SHIFT = 60
@@ -130,8 +146,8 @@ def _dense_as_conv(model: Model, layer: Layer, shape: tuple[int, ...]) -> nir.Co
     f_out = layer.out_shape[0]
     return nir.Conv2d(
         input_shape=(h, w), weight=_weights(model, layer).reshape(f_out, c, h, w),
-        stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(f_out, dtype=np.float32),
-        metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits,
+        stride=1, padding=0, dilation=1, groups=1, bias=_bias(model, layer),
+        metadata={**_dense_meta(layer),
                   "linear_as_conv": f"Linear {f_out}x{c * h * w} (flattened C, H, W) as a "
                                     f"{h}x{w} convolution without padding"})
 
@@ -181,13 +197,10 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT, snntorch: bool = False) -> n
                 add(f"{layer.name}_or", nir.Threshold(threshold=np.zeros((c, h, w)),
                                                       metadata=dict(meta)))
         elif layer.type == "conv":
-            c_out = layer.out_shape[0]
             add(layer.name, nir.Conv2d(
                 input_shape=tuple(layer.in_shape[1:]), weight=_weights(model, layer),
-                stride=1, padding=1, dilation=1, groups=1,
-                bias=np.zeros(c_out, dtype=np.float32),
-                metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits,
-                          "padding_mode": "zeros"}))
+                stride=1, padding=1, dilation=1, groups=1, bias=_bias(model, layer),
+                metadata={**_dense_meta(layer), "padding_mode": "zeros"}))
         elif snntorch:
             add(layer.name, _dense_as_conv(model, layer, shape))
         else:
@@ -195,9 +208,13 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT, snntorch: bool = False) -> n
                 add(f"{layer.name}_flatten", nir.Flatten(
                     input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1,
                     metadata={"dietsnn_layer": layer.name, "order": "C, H, W"}))
-            add(layer.name, nir.Linear(
-                weight=_weights(model, layer),
-                metadata={"dietsnn_layer": layer.name, "weight_bits": layer.weight_bits}))
+            if layer.has_bias:
+                add(layer.name, nir.Affine(weight=_weights(model, layer),
+                                           bias=_bias(model, layer),
+                                           metadata=_dense_meta(layer)))
+            else:
+                add(layer.name, nir.Linear(weight=_weights(model, layer),
+                                           metadata=_dense_meta(layer)))
         if layer.is_lif and snntorch:
             add(f"{layer.name}_lif", _snntorch_neuron(layer, dt))
         elif layer.is_lif:
@@ -226,9 +243,10 @@ def to_nir(model: Model, *, dt: float = DEFAULT_DT, snntorch: bool = False) -> n
         "manifest": json.dumps(manifest),
         "semantics": (
             "discrete time, T steps of dt; the input current of the first layer repeats every "
-            "step; hidden neurons: U <- sat_B(U - (U >>> k) + I), s = U > theta, "
-            "U <- U - theta s; OR pooling; output V = sum over T of its current; weights and "
-            "thresholds in integer units"),
+            "step; every current includes its layer's bias; hidden neurons: "
+            "U <- sat_B(U - (U >>> k) + I), s = U > theta, U <- U - theta s; OR pooling; "
+            "output V = sum over T of its current; weights, biases and thresholds in integer "
+            "units"),
     }
     if snntorch:
         metadata["flavour"] = "snntorch"

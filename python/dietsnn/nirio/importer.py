@@ -3,10 +3,15 @@
 The graph must be a chain from one ``Input`` to one ``Output`` made of these layers (nodes in
 brackets are optional)::
 
-    conv      Conv2d(3x3, stride 1, padding 1 or "same", no dilation/groups, bias 0) -> LIF | IF
-    linear    [Flatten] -> Linear | Affine(bias 0) -> LIF | IF
+    conv      Conv2d(3x3, stride 1, padding 1 or "same", no dilation/groups, [bias]) -> LIF | IF
+    linear    [Flatten] -> Linear | Affine -> LIF | IF
     pool      AvgPool2d | SumPool2d (2x2, stride 2, padding 0) -> Threshold   (= OR pooling)
-    output    [Flatten] -> Linear | Affine(bias 0) -> [I] -> Output
+    output    [Flatten] -> Linear | Affine -> [I] -> Output
+
+A non-zero bias becomes the layer's integer bias (``b_int = b * s / unit``, the same
+conversion as the current's; it must be a whole number of current units unless
+``approximate``), ``bias_bits`` wide: the node's metadata (a dietsnn graph), else 16 or the
+fewest bits that hold it, at most the layer's membrane width (32 on the output).
 
 Neuron parameters are read back with the forward-Euler step of NIR's equations at the time
 step ``dt`` (graph metadata ``dt``, else :attr:`ImportOptions.dt`)::
@@ -29,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ from ..model import (
     Layer,
     Model,
     ModelFileError,
+    bias_dtype,
     model_from_manifest,
     signed_bits,
     weight_dtype,
@@ -217,14 +223,44 @@ class _Ctx:
         self.report.approximations.append(f"{_desc(name, node)}: {what}")
 
 
-def _check_bias(name: str, node: Any) -> None:
+def _integer_bias(ctx: _Ctx, name: str, node: Any, outputs: int,
+                  gain_to_int: float) -> np.ndarray | None:
+    """The node's bias in integer current units (int64 ``[outputs]``), or ``None`` when it
+    has none or an all-zero one (kept when a dietsnn graph records ``bias_bits``)."""
     bias = getattr(node, "bias", None)
-    if bias is not None and np.any(_arr(bias) != 0):
-        b = _arr(bias)
-        raise NIRImportError(f"{_desc(name, node)}: non-zero bias ({int(np.count_nonzero(b))} "
-                             f"of {b.size} values, largest |b| = {np.abs(b).max():.4g}); the "
-                             f"integer model (its file specification) has no bias, a constant "
-                             f"current per neuron: train the layer with bias=False")
+    keep = ctx.ours and node.metadata.get("bias_bits") is not None
+    if bias is None:
+        return None
+    b = _arr(bias).astype(np.float64)
+    if b.size != outputs:
+        raise NIRImportError(f"{_desc(name, node)}: bias of shape {list(b.shape)}; expected "
+                             f"{outputs} values, one per output")
+    b = b.reshape(outputs)
+    if not np.all(np.isfinite(b)):
+        raise NIRImportError(f"{_desc(name, node)}: the bias must be finite numbers")
+    if not keep and not np.any(b != 0):
+        return None
+    bf = b * gain_to_int
+    bi = np.rint(bf)
+    if not np.all(np.isclose(bf, bi, rtol=RTOL, atol=1e-9)):
+        ctx.lossy(name, node, "bias rounded to whole current units",
+                  "the integer bias is a whole number of the layer's current units: pass "
+                  "--approximate to round it")
+    return bi.astype(np.int64)
+
+
+def _bias_bits(ctx: _Ctx, name: str, node: Any, b: np.ndarray, top: int) -> int:
+    """Width of the integer bias ``b``: the node's metadata, else 16 or what ``b`` needs;
+    at most ``top`` (the membrane width, 32 on the output)."""
+    lo, hi = int(b.min(initial=0)), int(b.max(initial=0))
+    need = signed_bits(max(-lo - 1, hi, 0))
+    meta = node.metadata.get("bias_bits") if ctx.ours else None
+    bits = int(meta) if meta is not None else max(need, min(16, top))
+    if not need <= bits <= top:
+        raise NIRImportError(f"{_desc(name, node)}: bias {lo}..{hi} (integer units) needs "
+                             f"{need} bits; the layer allows {bits} (at most {top}: its "
+                             f"membrane width, 32 on the output)")
+    return bits
 
 
 def _conv_is_dense(node: nir.Conv2d, shape: tuple[int, ...]) -> bool:
@@ -274,7 +310,6 @@ def _check_conv(name: str, node: nir.Conv2d, shape: tuple[int, ...]) -> None:
         raise NIRImportError(f"{_desc(name, node)}: stride {_pair(node.stride)}, padding "
                              f"{pad!r}, dilation {_pair(node.dilation)}, groups {node.groups}; "
                              f"the integer model needs stride 1, padding 1, dilation 1, groups 1")
-    _check_bias(name, node)
 
 
 def _integer_weights(ctx: _Ctx, name: str, node: Any) -> tuple[np.ndarray, int, float]:
@@ -362,6 +397,16 @@ def _neuron(ctx: _Ctx, name: str, node: Any, gain_to_int: float) -> dict[str, in
     return {"leak_shift": k, "threshold": theta, "membrane_bits": bits}
 
 
+def _with_bias(ctx: _Ctx, name: str, node: Any, biases: dict[str, np.ndarray],
+               b: np.ndarray | None, layer: Layer) -> Layer:
+    """``layer`` with the integer bias ``b`` of ``node`` (stored in ``biases``), if any."""
+    if b is None:
+        return layer
+    bits = _bias_bits(ctx, name, node, b, layer.membrane_bits if layer.is_lif else 32)
+    biases[layer.name] = b.astype(bias_dtype(bits))
+    return replace(layer, bias_bits=bits)
+
+
 def _readout(ctx: _Ctx, name: str, node: Any) -> None:
     """A node between the output Linear and Output: the accumulator or an approximation."""
     if isinstance(node, nir.I):
@@ -383,10 +428,11 @@ def _readout(ctx: _Ctx, name: str, node: Any) -> None:
                          f"the output is an integrator (I) or the Output node itself")
 
 
-def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
-            shape0: tuple[int, int, int]) -> tuple[list[Layer], dict[str, np.ndarray]]:
+def _layers(ctx: _Ctx, chain: list[tuple[str, Any]], shape0: tuple[int, int, int]
+            ) -> tuple[list[Layer], dict[str, np.ndarray], dict[str, np.ndarray]]:
     layers: list[Layer] = []
     weights: dict[str, np.ndarray] = {}
+    biases: dict[str, np.ndarray] = {}
     counts = {"conv": 0, "pool": 0, "linear": 0}
     taken: set[str] = set()
     shape: tuple[int, ...] = shape0
@@ -453,7 +499,6 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
             _check_conv(name, node, shape)
             kind, out = "conv", (int(_arr(node.weight).shape[0]), *shape[1:])
         elif isinstance(node, DENSE) or dense_conv:
-            _check_bias(name, node)
             w = _arr(node.weight)
             if dense_conv:  # [F_out, C, H, W] over the whole map: a linear layer
                 w = w.reshape(w.shape[0], -1)
@@ -472,6 +517,7 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
         if dense_conv:
             w_int = w_int.reshape(w_int.shape[0], -1)
         in_shape = shape if kind == "conv" else (int(np.prod(shape)),)
+        b_int = _integer_bias(ctx, name, node, out[0], s / unit)
         nname, nnode = nxt(i + 1)
         rest = [x for _, x in chain[i + 1:]]
         is_output = kind == "linear" and (
@@ -484,7 +530,8 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
             elif not ctx.ours:
                 ctx.report.notes.append(f"{_desc(name, node)}: the graph outputs its current "
                                         f"every step; the output layer sums it over T")
-            layers.append(Layer(lname, "linear", in_shape, out, weight_bits=bits, output=True))
+            layers.append(_with_bias(ctx, name, node, biases, b_int, Layer(
+                lname, "linear", in_shape, out, weight_bits=bits, output=True)))
             weights[lname] = w_int
             shape, i = out, n
             break
@@ -493,13 +540,14 @@ def _layers(ctx: _Ctx, chain: list[tuple[str, Any]],
             raise NIRImportError(f"{_desc(name, node)} feeds {got}, not LIF or IF neurons; "
                                  f"every hidden conv / linear layer needs its spiking neurons")
         p = _neuron(ctx, nname, nnode, s / unit)
-        layers.append(Layer(lname, kind, in_shape, out, weight_bits=bits, **p))
+        layers.append(_with_bias(ctx, name, node, biases, b_int,
+                                 Layer(lname, kind, in_shape, out, weight_bits=bits, **p)))
         weights[lname] = w_int
         shape, i = out, i + 2
     if not layers or not layers[-1].output:
         raise NIRImportError("the graph does not end in an output layer (Linear, optionally "
                              "followed by an integrator I, then Output)")
-    return layers, weights
+    return layers, weights, biases
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,7 +596,7 @@ def from_nir(graph: nir.NIRGraph, options: ImportOptions | None = None, *,
                                  f"{chain[0][0]!r} (Input) is {list(shape)}")
         ctx = _Ctx(opts, report, _meta_dt(meta, opts.dt), False, spec.scale)
     try:
-        layers, weights = _layers(ctx, chain, shape)
+        layers, weights, biases = _layers(ctx, chain, shape)
     except ModelFileError as e:  # a shape the integer model does not allow (e.g. odd pooling)
         raise NIRImportError(str(e)) from None
     except NIRImportError:
@@ -560,13 +608,15 @@ def from_nir(graph: nir.NIRGraph, options: ImportOptions | None = None, *,
     if ours:
         man = dict(manifest)
         man["layers"] = [x.to_json() for x in layers]
+        if biases:
+            man["version"] = 2
         if opts.timesteps is not None:
             man["timesteps"] = opts.timesteps
         if manifest.get("layers") != man["layers"]:
             report.notes.append("the graph's layers differ from the manifest recorded at "
                                 "export (edited graph?): the graph's values were used")
         try:
-            return model_from_manifest(man, weights, source_name), report
+            return model_from_manifest(man, weights, source_name, biases), report
         except ModelFileError as e:
             raise NIRImportError(str(e)) from None
     k = layers[-1].out_shape[0]
@@ -582,7 +632,7 @@ def from_nir(graph: nir.NIRGraph, options: ImportOptions | None = None, *,
     try:
         model = Model(name=opts.name or Path(source_name).stem or "nir", timesteps=timesteps,
                       input=spec, layers=tuple(layers), weights=weights, classes=classes,
-                      kind="trained", provenance=provenance, metrics={})
+                      kind="trained", provenance=provenance, metrics={}, biases=biases)
     except ModelFileError as e:
         raise NIRImportError(str(e)) from None
     return model, report

@@ -279,7 +279,7 @@ class Engine(wiring.Component):
                 init=[[int(v) for v in r] for r in brows])
             brd = bmem.read_port()
             baddr = Signal(range(max(2, len(brows))), name="baddr")
-            m.d.sync += baddr.eq(cfg.bbase + tick1.g)
+            m.d.sync += baddr.eq(cfg.bbase + tick2.g)
             m.d.comb += [brd.addr.eq(baddr), brd.en.eq(1)]
             bias1 = [brd.data[i] for i in range(L)]
         m.d.sync += [f2[i].eq(f1[i]) for i in (1, 2)]

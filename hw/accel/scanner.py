@@ -20,8 +20,9 @@ virtual rows or positions.
 
 Map words are read ahead (stage A issues the read, the word and its item enter a small FIFO
 :data:`READ_LATENCY` clocks later, B ticks the FIFO's head out), so a stage's ticks come back
-to back: its length in clocks is exactly ``sum(max(1, n))`` over its items plus the fill of
-the read pipeline — the cycle model in :mod:`.cycles` counts the same way.
+to back: its length in clocks is exactly ``sum(max(1, ceil(n / 2)))`` over its items
+(``sum(max(1, n))`` in the output stage) plus the fill of the read pipeline — the cycle
+model in :mod:`.cycles` counts the same way.
 """
 
 from __future__ import annotations

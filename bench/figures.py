@@ -121,6 +121,13 @@ FIGURES: tuple[Figure, ...] = (
             f"{FIG}/accel_synth.md", "--diagram", f"{FIG}/accelerator_blocks.png"),
            (f"{FIG}/accel_synth.json", f"{FIG}/accel_synth.md",
             f"{FIG}/accelerator_blocks.png")),
+    Figure("accel-synth-nopnr", "synth", "cifar10 L32: xc7 and ECP5 synthesis, fit and clocks "
+           "per image, no place and route (the README's synthesis table)",
+           ("python", "bench/accel_synth.py", "--no-pnr", "--points", "cifar10:32:LFE5U-85F",
+            "--out", f"{FIG}/accel_synth.json", "--table", f"{FIG}/accel_synth.md",
+            "--diagram", f"{FIG}/accelerator_blocks.png"),
+           (f"{FIG}/accel_synth.json", f"{FIG}/accel_synth.md",
+            f"{FIG}/accelerator_blocks.png")),
     Figure("accel-sim-cifar10", "sim", "cifar10 L32 under Verilator, 500 spread images",
            ("python", "bench/accel_sim.py", "--model", "cifar10", "--lanes", "32", "--images",
             "500", "--json", "--out", f"{FIG}/accel_sim_cifar10.json"),

@@ -188,7 +188,7 @@ class Engine(wiring.Component):
         ngw = (L + 7) // 8
         # E2: per tap and lane, the sum of the two events' weights (each masked by its ``ev``
         # copy, registered from tick 1); a linear stage's slot weights go to the centre only
-        evc = _event_copies(m, v1, tick1, copies=9 * ngw)
+        evc = _flag_copies(m, v1, tick1, ("ev", "ev2"), copies=9 * ngw)
         psum = [Signal(data.ArrayLayout(signed(WB + 1), L), name=f"psum{k}", reset_less=True)
                 for k in range(9)]
         for i in range(3):
@@ -212,7 +212,7 @@ class Engine(wiring.Component):
         win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
                for i in range(3)]
         mv = v3 & tick3.mv
-        ctl = _control_copies(m, v2, tick2, copies=9 * ngw)
+        ctl = _flag_copies(m, v2, tick2, ("mv", "ps"), copies=9 * ngw)
         for i in range(3):
             for j in range(3):
                 nxt = win[i][j + 1] if j < 2 else None
@@ -351,25 +351,15 @@ class Engine(wiring.Component):
         return m
 
 
-def _event_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
-    """``copies`` registered copies ``(ev, ev2)`` of the tick's event flags, each masking a
-    share of the ``9 x L`` weight sums (``keep``: synthesis must not merge them back)."""
-    out = []
-    for k in range(copies):
-        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in ("ev", "ev2"))
-        m.d.sync += [sigs[0].eq(valid & tick.ev), sigs[1].eq(valid & tick.ev2)]
-        out.append(sigs)
-    return out
-
-
-def _control_copies(m: Module, valid: Any, tick: Any, *, copies: int) -> list[tuple[Any, ...]]:
-    """``copies`` registered copies ``(mv, ps)`` of the window's controls, each driving a
-    share of the ``9 x L x cur_bits`` window adders instead of all of them (``keep``:
+def _flag_copies(m: Module, valid: Any, tick: Any, names: tuple[str, ...], *,
+                 copies: int) -> list[tuple[Any, ...]]:
+    """``copies`` registered copies of the tick's flags ``names`` (each ANDed with ``valid``),
+    each copy driving a share of the ``9 x L`` lanes instead of all of them (``keep``:
     synthesis must not merge them back)."""
     out = []
     for k in range(copies):
-        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in ("mv", "ps"))
-        m.d.sync += [sigs[0].eq(valid & tick.mv), sigs[1].eq(valid & tick.ps)]
+        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in names)
+        m.d.sync += [s.eq(valid & getattr(tick, n)) for s, n in zip(sigs, names, strict=True)]
         out.append(sigs)
     return out
 

@@ -415,9 +415,9 @@ class Scanner(wiring.Component):
         b0 = branch(*(const0[n] for n in ("ce", "xe", "xr", "ge", "ye", "yr")))
         for key, sg in sel.items():
             with m.If(self.start):
-                m.d.sync += sg.eq(Cat(*(b0[n] for n in key)).any())
+                m.d.sync += sg.eq(Cat(*(b0[n] for n in sorted(key))).any())
             with m.Elif(issue):
-                m.d.sync += sg.eq(Cat(*(br[bn] & Cat(*(nbs[bn][n] for n in key)).any()
+                m.d.sync += sg.eq(Cat(*(br[bn] & Cat(*(nbs[bn][n] for n in sorted(key))).any()
                                         for bn in "PXGYT")).any())
         m.d.comb += [a.word.eq(f["xr"] & f["yr"]), a.last.eq(br["T"] & f["te"])]
 

@@ -38,6 +38,48 @@ def parse_report(text: str) -> tuple[dict[str, float], dict[str, dict[str, int]]
     return fmax, util
 
 
+@dataclass(frozen=True)
+class CriticalPath:
+    """The slowest register-to-register path of a clock, from nextpnr's ``--report``.
+
+    Members
+    -------
+    start, end : the cells it starts and ends at (nextpnr's names: the driving flip-flop or
+        RAM, and the flip-flop whose input it reaches). logic_ns, routing_ns : its delay in
+        cells (clock-to-out, logic, setup) and in wires. levels : logic cells on the path.
+    span : the largest distance (columns + rows) between two cells on it, a measure of how
+        far the placer spread it.
+    """
+
+    start: str
+    end: str
+    logic_ns: float
+    routing_ns: float
+    levels: int
+    span: int
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "end": self.end, "logic_ns": round(self.logic_ns, 2),
+                "routing_ns": round(self.routing_ns, 2), "levels": self.levels,
+                "span": self.span}
+
+
+def parse_critical_path(text: str) -> CriticalPath | None:
+    """The first clock-to-same-clock path of a nextpnr ``--report`` (None if it has none)."""
+    for cp in json.loads(text).get("critical_paths", []):
+        if cp.get("from") != cp.get("to") or not cp.get("path"):
+            continue
+        segs = cp["path"]
+        locs = [tuple(s[e]["loc"]) for s in segs for e in ("from", "to") if "loc" in s.get(e, {})]
+        span = max((abs(a[0] - b[0]) + abs(a[1] - b[1]) for a in locs for b in locs), default=0)
+        wire = sum(float(s["delay"]) for s in segs if s.get("type") == "routing")
+        cell = sum(float(s["delay"]) for s in segs if s.get("type") != "routing")
+        return CriticalPath(start=str(segs[0]["from"]["cell"]), end=str(segs[-1]["to"]["cell"]),
+                            logic_ns=cell, routing_ns=wire,
+                            levels=sum(1 for s in segs if s.get("type") == "logic"), span=span)
+    return None
+
+
 @dataclass
 class PlaceRoute:
     """The result of :func:`place_and_route`.
@@ -47,6 +89,7 @@ class PlaceRoute:
     device : the part placed on; fmax_mhz : achieved Fmax of ``clk`` (None when it failed).
     utilisation : nextpnr's device utilisation (resource -> used/available), used only.
     error : why there is no Fmax (the design does not fit the device, or nextpnr failed).
+    critical : the slowest path of the clock (:class:`CriticalPath`; None when it failed).
     """
 
     device: str
@@ -55,12 +98,14 @@ class PlaceRoute:
     seconds: float
     cached: bool
     error: str | None = None
+    critical: CriticalPath | None = None
 
     def to_json(self) -> dict:
         return {"device": self.device,
                 "fmax_mhz": None if self.fmax_mhz is None else round(self.fmax_mhz, 2),
                 "utilisation": self.utilisation, "seconds": round(self.seconds, 2),
-                "cached": self.cached, "error": self.error}
+                "cached": self.cached, "error": self.error,
+                "critical": None if self.critical is None else self.critical.to_json()}
 
 
 def _phase(line: str) -> str | None:
@@ -106,10 +151,12 @@ def place_and_route(synth: Synthesis, *, part: str | None = None, freq_mhz: floa
                        cache=cache)
     except ToolFailedError as e:
         return PlaceRoute(p.name, None, {}, 0.0, False, error=str(e))
-    fmax, util = parse_report(run.read("report.json"))
+    report = run.read("report.json")
+    fmax, util = parse_report(report)
     if not fmax:
         fmax = parse_fmax_log(run.read("log.txt"))
     clk = fmax.get("clk") or fmax.get("$glbnet$clk") or (min(fmax.values()) if fmax else None)
     used = {k: v for k, v in util.items() if v["used"]}
     return PlaceRoute(p.name, clk, used, run.seconds, run.cached,
-                      error=None if clk else "nextpnr reported no clock frequency")
+                      error=None if clk else "nextpnr reported no clock frequency",
+                      critical=parse_critical_path(report))

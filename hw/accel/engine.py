@@ -402,18 +402,22 @@ class MapWriter(wiring.Component):
         L = p.lanes
         cfg = Signal.like(self.cfg, name="cfg_r")   # registered here (the ROM is far)
         m.d.sync += cfg.eq(self.cfg)
-        pay, tag = self.i.payload, self.i.payload.tag
-        on = self.i.valid
+        # the input registered here (the engine is far); the row buffer is read a clock ahead,
+        # with the input's address, so its word arrives registered with the input
+        pay = Signal.like(self.i.payload, name="i_r", reset_less=True)
+        on = Signal(name="i_on")
+        m.d.sync += [pay.eq(self.i.payload), on.eq(self.i.valid)]
+        tag = pay.tag
         m.submodules.pbuf = pbuf = memory.Memory(shape=unsigned(L),
                                                  depth=max(2, p.linebuf_depth), init=[])
-        pr, pw = pbuf.read_port(domain="comb"), pbuf.write_port()
+        pr, pw = pbuf.read_port(transparent_for=()), pbuf.write_port()
         row_base = Signal.like(self.wr_addr)
         a = Signal.like(self.wr_addr)
         gcur = Signal.like(cfg.g)
         hold = Signal(L)
         spikes = pay.spikes
         both = Signal(L)
-        m.d.comb += [pr.addr.eq(tag.lb), both.eq(pr.data | spikes),
+        m.d.comb += [pr.addr.eq(self.i.payload.tag.lb), both.eq(pr.data | spikes),
                      pw.addr.eq(tag.lb), pw.data.eq(spikes)]
         pooled_write = cfg.pooled & tag.oy0 & tag.ox0
         write = Signal()
@@ -441,5 +445,6 @@ class MapWriter(wiring.Component):
         pop, inc, b1 = popcount(m, spikes, on, "lif_pop")
         ppop, pinc, b2 = popcount(m, both | hold, on & pooled_write, "pool_pop")
         m.d.comb += [self.lif_pop.eq(pop), self.lif_inc.eq(inc),
-                     self.pool_pop.eq(ppop), self.pool_inc.eq(pinc), self.busy.eq(b1 | b2)]
+                     self.pool_pop.eq(ppop), self.pool_inc.eq(pinc),
+                     self.busy.eq(on | b1 | b2)]
         return m

@@ -96,7 +96,10 @@ def describe(array: NeuronArray, model: Model | None = None,
 #: unused debug aliases and unused high bits Amaranth's width rules leave behind, and the
 #: power-on ``init`` values go (``rst`` is synchronous and the testbenches apply it), so
 #: ``verilator -Wall`` reports nothing but width warnings (see :mod:`dietsnn.hw.lint`).
-YOSYS_SCRIPT = ("read_rtlil {rtlil}; proc; flatten; memory_collect; opt -purge; wreduce; "
+#: Flip-flops whose wire carries ``keep`` (per-lane copies that cut a fan-out) stay apart:
+#: ``opt`` would otherwise merge the copies back into one.
+YOSYS_SCRIPT = ("read_rtlil {rtlil}; proc; select -set kc a:keep %ci1:+$dff[Q] t:$dff %i; "
+                "setattr -set keep 1 @kc; flatten; memory_collect; opt -purge; wreduce; "
                 "opt_clean -purge; setattr -unset init w:*; "
                 "write_verilog -norename -noattr {verilog}")
 

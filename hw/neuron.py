@@ -270,8 +270,9 @@ class NeuronArray(wiring.Component):
         # ---- S0 -> S1: precompute everything that does not depend on U -------------------
         # Datapath registers have no reset (only the valid bits do). Controls that fan out
         # to a whole lane (shift amount, leak enable, forwarding select) are copied per lane
-        # to cut their fan-out; copies get different reset values so that synthesis keeps
-        # them apart (bits with equal reset values may still be merged).
+        # to cut their fan-out; the copies carry ``keep`` (the library's synthesis keeps such
+        # flip-flops apart, as vendor tools do) and different reset values (bits with equal
+        # reset values would otherwise be merged: one flip-flop then drives every lane).
         b = prm.membrane_bits
         half = Signal(signed(W))             # 2^(b-1)
         theta = Signal(signed(W))
@@ -285,8 +286,8 @@ class NeuronArray(wiring.Component):
         sat_hi = [_data(signed(B), f"s{i + 1}_sat_hi") for i in range(R)]
         spk_hi = [_data(1, f"s{i + 1}_spk_hi") for i in range(R)]
         sat_lo = [_data(signed(B), f"s{i + 1}_sat_lo") for i in range(R)]
-        lane_k = [Signal(self._leak_bits, name=f"s1_k_{p}", init=p % (1 << self._leak_bits))
-                  for p in range(P)]
+        lane_k = [Signal(self._leak_bits, name=f"s1_k_{p}", init=p % (1 << self._leak_bits),
+                         attrs={"keep": 1}) for p in range(P)]
         # per lane: I, I - theta, I - 2^(b-1), I + 2^(b-1) (see the module docstring);
         # only x uses I directly, modulo 2^B
         qw = operand_widths(self._current_bits, B)
@@ -295,7 +296,8 @@ class NeuronArray(wiring.Component):
         # forward what is written now: per-lane compare (a copy of the last stage's address
         # per lane keeps the select of each lane's forwarding mux local)
         lane_last_addr = [Signal(self._addr_bits, name=f"s{R}_addr_{p}",
-                                 init=p % (1 << self._addr_bits)) for p in range(P)]
+                                 init=p % (1 << self._addr_bits), attrs={"keep": 1})
+                          for p in range(P)]
         m.d.sync += [a.eq(addr[-2] if R >= 2 else inp.payload.addr) for a in lane_last_addr]
         hit_now = [last_valid & (a == inp.payload.addr) for a in lane_last_addr]
         m.d.sync += [
@@ -332,19 +334,24 @@ class NeuronArray(wiring.Component):
                          for p in range(P)]
         else:
             # block RAM: synchronous read as the update is accepted, forwarding in S1 from
-            # ``state``, the membranes last written
+            # ``state``, the membranes last written; step 0 starts from 0 (``first``
+            # registered once per lane: keep copies, one flip-flop would drive the select of
+            # every membrane bit of every lane)
+            lane_first = [Signal(name=f"s1_first_{p}", init=p % 2, attrs={"keep": 1})
+                          for p in range(P)]
+            m.d.sync += [f.eq(first) for f in lane_first]
             state = _data(lay, "state")
-            s1_first = _data(1, "s1_first")
-            m.d.sync += s1_first.eq(first)
             with m.If(write):
                 m.d.sync += state.eq(new)
             rd = mem.read_port(domain="sync")
             m.d.comb += [rd.addr.eq(inp.payload.addr), rd.en.eq(1)]
-            lane_hit = [Signal(name=f"s1_hit_{p}", init=p % 2) for p in range(P)]
+            lane_hit = [Signal(name=f"s1_hit_{p}", init=p % 2, attrs={"keep": 1})
+                        for p in range(P)]
             m.d.sync += [h.eq(hn) for h, hn in zip(lane_hit, hit_now, strict=True)]
             old = Signal(lay)
             for p in range(P):
-                m.d.comb += old[p].eq(Mux(s1_first, 0, Mux(lane_hit[p], state[p], rd.data[p])))
+                m.d.comb += old[p].eq(Mux(lane_first[p], 0,
+                                          Mux(lane_hit[p], state[p], rd.data[p])))
 
         # ---- the recurrence, per lane (:func:`lif_recurrence`) --------------------------------
         for p in range(P):

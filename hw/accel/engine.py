@@ -228,11 +228,12 @@ class Engine(wiring.Component):
         f1 = [Signal(lane, name=f"f1_{i}", reset_less=True) for i in range(3)]
         f1_on = Signal()
         f1_meta = Signal(self._tick, name="f1_meta")
+        f1_y0 = Signal(name="f1_y0")        # f1_meta.y == 0, registered (its copies are far)
         ox_ok = (tick3.x >= 2) & (tick3.x <= cfg.w1 + 2)
         m.d.sync += f1_on.eq(mv & ox_ok)
         with m.If(mv):
             m.d.sync += [f1[i].eq(win[i][0]) for i in range(3)]
-            m.d.sync += f1_meta.eq(tick3)
+            m.d.sync += [f1_meta.eq(tick3), f1_y0.eq(tick3.y == 0)]
             m.d.sync += [f1_meta.lb.eq(tick3.lb + tick3.x - 2),
                          f1_meta.ub.eq(tick3.ub + tick3.x - 2)]
 
@@ -305,7 +306,7 @@ class Engine(wiring.Component):
         f2_final = Signal()
         f2_last_x = Signal()
         f2_last_g = Signal()
-        m.d.sync += [f2_final.eq(f1_on & (y1 != 0)), f2_last_x.eq(f1_meta.x == cfg.w1 + 2),
+        m.d.sync += [f2_final.eq(f1_on & ~f1_y0), f2_last_x.eq(f1_meta.x == cfg.w1 + 2),
                      f2_last_g.eq(f1_meta.g == cfg.g1)]
         old_mid = Signal(lane)
         old_final = Signal(lane)
@@ -318,7 +319,7 @@ class Engine(wiring.Component):
                                              Mux(sel_fin[1][j], rb[1][lane_i], rb[2][lane_i]))),
                 ]
         y2_zero = [Signal(name=f"f2_y0_{j}", attrs={"keep": 1}) for j in range(ng)]
-        m.d.sync += [z.eq(y1 == 0) for z in y2_zero]
+        m.d.sync += [z.eq(f1_y0) for z in y2_zero]
         for j, lanes_j in enumerate(groups):
             for lane_i in lanes_j:
                 m.d.sync += mid3[lane_i].eq(f2[1][lane_i] + Mux(y2_zero[j], 0, old_mid[lane_i]))

@@ -121,6 +121,11 @@ FIGURES: tuple[Figure, ...] = (
             f"{FIG}/accel_synth.md", "--diagram", f"{FIG}/accelerator_blocks.png"),
            (f"{FIG}/accel_synth.json", f"{FIG}/accel_synth.md",
             f"{FIG}/accelerator_blocks.png")),
+    Figure("accel-units", "pnr", "cifar10 L32: each accelerator unit placed and routed alone "
+           "on the LFE5U-85F (the timing map: Fmax and critical path per unit, ~40 minutes)",
+           ("python", "bench/accel_units.py", "--out", f"{FIG}/accel_units.json", "--table",
+            f"{FIG}/accel_units.md"),
+           (f"{FIG}/accel_units.json", f"{FIG}/accel_units.md")),
     Figure("accel-synth-nopnr", "synth", "cifar10 L32: xc7 and ECP5 synthesis, fit and clocks "
            "per image, no place and route (the README's synthesis table)",
            ("python", "bench/accel_synth.py", "--no-pnr", "--points", "cifar10:32:LFE5U-85F",

@@ -4,7 +4,7 @@ The two halves of the accelerator work on consecutive images (:mod:`.core`), so 
 stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, where
 
 * ``front`` (``debug.front_cycles``) is data-independent:
-  ``G1 * H * W * period + 3T + 14`` with ``period = max(C_in * 9, 3T)``
+  ``G1 * H * W * period + 3T + 16`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
   ``sum over LIF stages (N_s + 30) + N_out + K + 18`` where ``N`` is the stage's tick count,
@@ -41,7 +41,7 @@ EVENTS_PER_TICK = 2
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
 BACK_OVERHEAD = 13 + READ_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
-FRONT_FILL = 14
+FRONT_FILL = 16
 
 
 def front_period(plan: AccelPlan) -> int:

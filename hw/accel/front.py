@@ -8,7 +8,7 @@ a :class:`~dietsnn.hw.neuron.NeuronArray` (one address, three-stage loop) runs i
 LIF updates, one every 3 clocks, while the next pixel's taps accumulate. Every pixel takes
 exactly ``period = max(C_in * 9, 3 T)`` clocks, so the unit's time per image is fixed::
 
-    cycles = G * H * W * period + 3 T + 14         (cycles.front_cycles)
+    cycles = G * H * W * period + 3 T + 16         (cycles.front_cycles)
 
 Pipeline of a tap: A counters -> image and weight read -> pixel select -> multiply ->
 accumulate; after a pixel's last tap the current goes to the LIF feeder. A layer with a bias
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -161,13 +161,13 @@ class Front(wiring.Component):
         # the tap's group, carried to the bias ROM read (stage C; bias layers only)
         grp = [u_g]
         if f.bias:
-            for n in ("t", "a", "b", "c"):
+            for n in ("t", "a", "b", "c", "c2", "d1"):
                 grp.append(Signal.like(u_g, name=f"{n}_g"))
                 m.d.sync += grp[-1].eq(grp[-2])
         m.d.comb += [self.img_addr.eq(t_pix >> shift),
                      *(rp.addr.eq(r) for (_, rp), r in zip(rom_ports, t_row, strict=True)),
                      *(rp.en.eq(1) for _, rp in rom_ports)]
-        # ---- B: read; C: pixel select; D: multiply; E: accumulate ---------------------------
+        # ---- B: read; C: pixel select; C2, D1, D: multiply; E: accumulate --------------------
         b_on, b_in, b_first, b_last = (Signal(name=f"b_{n}") for n in
                                        ("on", "in", "first", "last"))
         b_lane = Signal(max(1, shift), name="b_lane")
@@ -193,11 +193,17 @@ class Front(wiring.Component):
             sel = Mux(b_lane == i, lanes_px[i], sel)
         m.d.sync += [*(pc.eq(Mux(b_in, sel, 0)) for pc in pix_c), w_c.eq(w_b), c_on.eq(b_on),
                      c_first.eq(b_first), c_last.eq(b_last)]
-        prod_bits = pbits + WB
-        prod = Signal(data.ArrayLayout(signed(prod_bits), L), reset_less=True)
+        # the products, over MUL_LATENCY registered steps (C2, D1, D), in LUTs
+        m.submodules.mul = mul = Multipliers(lanes=L, pix_bits=pbits, weight_bits=WB)
+        m.d.comb += [*(mul.pix[j].eq(pc) for j, pc in enumerate(pix_c)), mul.w.eq(w_c)]
+        prod = mul.prod
         d_on, d_first, d_last = Signal(), Signal(), Signal()
-        m.d.sync += [prod[i].eq(pix_c[i // 8] * w_c[i]) for i in range(L)]
-        m.d.sync += [d_on.eq(c_on), d_first.eq(c_first), d_last.eq(c_last)]
+        ctl = [(c_on, d_on), (c_first, d_first), (c_last, d_last)]
+        for k in range(MUL_LATENCY - 1):        # C -> C2 -> D1 -> D
+            nxt = [(Signal(name=f"{src.name}_p{k}"), dst) for src, dst in ctl]
+            m.d.sync += [n.eq(src) for (src, _), (n, _) in zip(ctl, nxt, strict=True)]
+            ctl = nxt
+        m.d.sync += [dst.eq(src) for src, dst in ctl]
         acc = Signal(data.ArrayLayout(signed(f.current_bits), L), reset_less=True)
         init: Any = [0] * L
         if f.bias:      # the bias row of the tap's group arrives with the tap at stage D
@@ -291,3 +297,84 @@ class Front(wiring.Component):
             pop_busy = pop_busy | ppop_busy
         m.d.comb += self.busy.eq(start | busy | pop_busy)
         return m
+
+
+#: Registered steps of :class:`Multipliers` (C2, D1, D).
+MUL_LATENCY = 3
+
+
+class Multipliers(wiring.Component):
+    """``L`` signed products ``prod[i] = pix[i // 8] * w[i]``, :data:`MUL_LATENCY` clocks after
+    their operands, in LUTs and carry chains: an ECP5 MULT18X18D used without its internal
+    registers (yosys does not pack registers into it) takes ~3.9 ns alone, which caps the
+    front's clock.
+
+    Each weight is split into base-4 digits, the top one signed (``-2..1``, or ``-1..0`` for
+    an odd width): ``w = sum_d w_d 4^d``. Step C2 registers each pixel's multiples ``p, 3p,
+    -p`` once for its 8 lanes (``2p`` and ``-2p`` are shifts of them); step D1 lets each digit
+    select its multiple (``0, p, 2p, 3p``; the top digit ``0, p, -2p, -p``) and sums the
+    selections in pairs; step D sums the pairs.
+
+    Parameters (keyword-only)
+    -------------------------
+    lanes : ``L``. pix_bits, weight_bits : the operands' widths (signed, at least 2).
+
+    Members
+    -------
+    pix : ``In(ArrayLayout(signed(pix_bits), ceil(L / 8)))`` one pixel per 8 lanes.
+    w : ``In(ArrayLayout(signed(weight_bits), L))`` the weights.
+    prod : ``Out(ArrayLayout(signed(pix_bits + weight_bits), L))`` the products.
+    """
+
+    def __init__(self, *, lanes: int, pix_bits: int, weight_bits: int) -> None:
+        for n, v, lo in (("lanes", lanes, 1), ("pix_bits", pix_bits, 2),
+                         ("weight_bits", weight_bits, 2)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise TypeError(f"Multipliers: {n} must be an integer >= {lo}, not {v!r}")
+        self._lanes, self._pb, self._wb = lanes, pix_bits, weight_bits
+        super().__init__({
+            "pix": In(data.ArrayLayout(signed(pix_bits), (lanes + 7) // 8)),
+            "w": In(data.ArrayLayout(signed(weight_bits), lanes)),
+            "prod": Out(data.ArrayLayout(signed(pix_bits + weight_bits), lanes)),
+        })
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        wb, nd = self._wb, (self._wb + 1) // 2
+        mult = []
+        for j in range((self._lanes + 7) // 8):
+            v = {k: Signal(signed(self._pb + 2), name=f"p{j}_x{k}".replace("-", "m"),
+                           reset_less=True) for k in (1, 3, -1)}
+            px = self.pix[j]        # shifts and adds: a constant multiply may become a DSP
+            m.d.sync += [v[1].eq(px), v[3].eq(px + (px << 1)), v[-1].eq(-px)]
+            v[2], v[-2] = v[1] << 1, v[-1] << 1
+            mult.append(v)
+        w2 = Signal.like(self.w, name="w_r", reset_less=True)
+        m.d.sync += w2.eq(self.w)
+        pw = self._pb + self._wb
+        for i in range(self._lanes):
+            v, wi = mult[i // 8], Value.cast(w2[i])
+            pps = []
+            for d in range(nd):
+                raw = wi[2 * d:min(wb, 2 * d + 2)]
+                if len(raw) == 1:
+                    sel = Mux(raw, v[-1], 0)
+                else:
+                    opts = (v[1], v[2], v[3]) if d < nd - 1 else (v[1], v[-2], v[-1])
+                    sel = Mux(raw[1], Mux(raw[0], opts[2], opts[1]), Mux(raw[0], opts[0], 0))
+                pps.append(sel << (2 * d))
+            pairs = [Signal(signed(pw + 2), name=f"s{i}_{k}", reset_less=True)
+                     for k in range(0, nd, 2)]
+            m.d.sync += [ps.eq(_add(pps[2 * k:2 * k + 2])) for k, ps in enumerate(pairs)]
+            pr = Signal(signed(pw), name=f"prod{i}", reset_less=True)
+            m.d.sync += pr.eq(_add(pairs))
+            m.d.comb += self.prod[i].eq(pr)
+        return m
+
+
+def _add(xs: list[Any]) -> Any:
+    """The sum of one or more values (without the ``0 +`` that ``sum`` starts with)."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out

@@ -44,6 +44,7 @@ MODULE_ROLES = {
                                    "buffers"),
     "front": ("front.Front", "first layer: L multiply-accumulates per clock, its LIF"),
     "front_lif": ("neuron.NeuronArray", "the front's LIF neurons (three-stage loop)"),
+    "front_mul": ("front.Multipliers", "the front's L products per clock, in LUTs (3 steps)"),
     "scanner": ("scanner.Scanner", "walks a spike map: two events (set bits) per tick"),
     "engine": ("engine.Engine", "3x3xL window accumulators, line buffer, weight ROM wmem"),
     "engine_lif": ("lif.LIFPipe", "L LIF updates per clock, membranes in block RAM"),

@@ -471,12 +471,29 @@ def children(verilog: str, module: str, names: list[str]) -> list[str]:
 def _module_run(target: str, p: Part, module: str, others: list[str],
                 inputs: dict[str, bytes], label: str, *, flatten: bool = False) -> Any:
     """Synthesise ``module`` with ``others`` as black boxes (one yosys process); with
-    ``flatten`` its own submodules are flattened into it."""
+    ``flatten`` its own submodules are flattened into it.
+
+    yosys 0.70's ABC9 (YoWASP build) aborts without a message on some ECP5 modules (the
+    front's LUT multipliers, :class:`dietsnn.hw.accel.front.Multipliers`, are one); such a
+    module is synthesised again with ``synth_ecp5 -dff`` (ABC9 maps its flip-flops too),
+    which completes."""
+    try:
+        return _module_run_once(target, p, module, others, inputs, label, flatten=flatten)
+    except ToolFailedError:
+        if target != "ecp5":
+            raise
+        return _module_run_once(target, p, module, others, inputs, label, flatten=flatten,
+                                extra=" -dff")
+
+
+def _module_run_once(target: str, p: Part, module: str, others: list[str],
+                     inputs: dict[str, bytes], label: str, *, flatten: bool,
+                     extra: str = "") -> Any:
     boxes = " ".join(_vid(o).strip() for o in others)
     keep = "" if flatten else " -noflatten"
     fam = {"xc7": (f"synth_xilinx -family xc7 -noiopad{' -flatten' if flatten else ''} "
                    f"-top {_vid(module).strip()}"),
-           "ecp5": f"synth_ecp5{keep} -top {_vid(module).strip()}",
+           "ecp5": f"synth_ecp5{keep}{extra} -top {_vid(module).strip()}",
            "ice40": (f"synth_ice40{' -dsp' if p.dsp else ''}{keep} "
                      f"-top {_vid(module).strip()}")}[target]
     script = "\n".join([

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.back import rtlil, verilog
+from dietsnn.estimate.synth import KEEP_COPIES
 from dietsnn.fileio import write_atomic
 from dietsnn.model import Model
 
@@ -96,11 +97,10 @@ def describe(array: NeuronArray, model: Model | None = None,
 #: unused debug aliases and unused high bits Amaranth's width rules leave behind, and the
 #: power-on ``init`` values go (``rst`` is synchronous and the testbenches apply it), so
 #: ``verilator -Wall`` reports nothing but width warnings (see :mod:`dietsnn.hw.lint`).
-#: Flip-flops whose wire carries ``keep`` (per-lane copies that cut a fan-out) stay apart:
-#: ``opt`` would otherwise merge the copies back into one.
-YOSYS_SCRIPT = ("read_rtlil {rtlil}; proc; select -set kc a:keep %ci1:+$dff[Q] t:$dff %i; "
-                "setattr -set keep 1 @kc; flatten; memory_collect; opt -purge; wreduce; "
-                "opt_clean -purge; setattr -unset init w:*; "
+#: Flip-flops whose wire carries ``keep`` (per-lane copies that cut a fan-out) stay apart
+#: (:data:`~dietsnn.estimate.synth.KEEP_COPIES`): ``opt`` would merge them back into one.
+YOSYS_SCRIPT = ("read_rtlil {rtlil}; proc; " + "; ".join(KEEP_COPIES) + "; flatten; "
+                "memory_collect; opt -purge; wreduce; opt_clean -purge; setattr -unset init w:*; "
                 "write_verilog -norename -noattr {verilog}")
 
 

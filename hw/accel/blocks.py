@@ -1,4 +1,4 @@
-"""Small building blocks of the accelerator: a pipelined popcount.
+"""Small building blocks of the accelerator: a pipelined popcount, a delay line.
 """
 
 from __future__ import annotations
@@ -33,3 +33,12 @@ def popcount(m: Module, bits: Value, valid: Value, name: str) -> tuple[Signal, S
     busy = Signal(name=f"{name}_busy")
     m.d.comb += busy.eq(v1 | v2)
     return out, v2, busy
+
+
+def delay(m: Module, sig: Value, clocks: int, name: str) -> Value:
+    """``sig`` delayed by ``clocks`` registers (``sig`` itself for 0)."""
+    for k in range(clocks):
+        nxt = Signal.like(sig, name=f"{name}_d{k + 1}")
+        m.d.sync += nxt.eq(sig)
+        sig = nxt
+    return sig

@@ -27,7 +27,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..neuron import NeuronArray
-from .blocks import popcount
+from .blocks import delay, popcount
 from .cycles import front_period
 from .engine import spike_write_members
 from .plan import AccelPlan
@@ -197,13 +197,8 @@ class Front(wiring.Component):
         m.submodules.mul = mul = Multipliers(lanes=L, pix_bits=pbits, weight_bits=WB)
         m.d.comb += [*(mul.pix[j].eq(pc) for j, pc in enumerate(pix_c)), mul.w.eq(w_c)]
         prod = mul.prod
-        d_on, d_first, d_last = Signal(), Signal(), Signal()
-        ctl = [(c_on, d_on), (c_first, d_first), (c_last, d_last)]
-        for k in range(MUL_LATENCY - 1):        # C -> C2 -> D1 -> D
-            nxt = [(Signal(name=f"{src.name}_p{k}"), dst) for src, dst in ctl]
-            m.d.sync += [n.eq(src) for (src, _), (n, _) in zip(ctl, nxt, strict=True)]
-            ctl = nxt
-        m.d.sync += [dst.eq(src) for src, dst in ctl]
+        d_on, d_first, d_last = (delay(m, c, MUL_LATENCY, n) for c, n in
+                                 ((c_on, "c_on"), (c_first, "c_first"), (c_last, "c_last")))
         acc = Signal(data.ArrayLayout(signed(f.current_bits), L), reset_less=True)
         init: Any = [0] * L
         if f.bias:      # the bias row of the tap's group arrives with the tap at stage D

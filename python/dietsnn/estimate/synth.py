@@ -468,6 +468,12 @@ def children(verilog: str, module: str, names: list[str]) -> list[str]:
         r"^\s*\\?" + re.escape(_vid(n).strip().lstrip("\\")) + r"\s+\S+\s*\(", body, re.M)]
 
 
+#: yosys commands (after ``proc``) that mark every flip-flop driving a wire with ``keep``
+#: (deliberate copies that cut a fan-out) as ``keep`` itself, so that ``opt`` does not merge
+#: identical flip-flops back into one, as vendor tools keep them.
+KEEP_COPIES = ("select -set kc a:keep %ci1:+$dff[Q] t:$dff %i", "setattr -set keep 1 @kc")
+
+
 def _module_run(target: str, p: Part, module: str, others: list[str],
                 inputs: dict[str, bytes], label: str, *, flatten: bool = False) -> Any:
     """Synthesise ``module`` with ``others`` as black boxes (one yosys process); with
@@ -500,9 +506,7 @@ def _module_run_once(target: str, p: Part, module: str, others: list[str],
         "read_verilog -sv design.v", "read_verilog harness.v",
         *([f"blackbox {boxes}"] if boxes else []),
         f"hierarchy -top {_vid(module).strip()}",
-        # registers whose wire carries ``keep`` (deliberate copies that cut a fan-out) stay
-        # apart: yosys would otherwise merge identical flip-flops
-        "proc", "select -set kc a:keep %ci1:+$dff[Q] t:$dff %i", "setattr -set keep 1 @kc",
+        "proc", *KEEP_COPIES,
         fam,
         "delete =A:blackbox", "write_json part.json", ""])
     return run_tool("yosys", ["-s", "synth.ys"], {**inputs, "synth.ys": script.encode()},

@@ -71,9 +71,12 @@ Timing
 Implementation
     The recurrence ``U -> U'`` is the only loop. Everything else is precomputed when an
     update is accepted: per lane ``I``, ``I - theta``, ``I - 2^(b-1)`` and
-    ``I + 2^(b-1)``. With ``sh = U >>> k`` (0 when ``k = 0`` or at step 0) every quantity the
-    update needs is ``U + ~sh + Q + c`` (``-sh = ~sh + 1``): a 3:2 carry-save row (one LUT
-    level) and one carry chain, all in parallel::
+    ``I + 2^(b-1)``. With ``sh = U >>> k`` (0 when ``k = 0``) every quantity the update needs
+    is ``U + ~sh + Q + c`` (``-sh = ~sh + 1``): a 3:2 carry-save row (one LUT level) and one
+    carry chain, all in parallel. Step 0 takes ``k = 0`` with the leak enabled, so ``sh = U``
+    and ``U + ~sh + 1 = 0``: whatever the store holds, the update starts from ``U = 0``
+    (nothing is cleared or masked, and the step-0 flag drives only each lane's shift amount
+    and leak enable)::
 
         x = U + ~sh + I + 1                = L + I        (the value, when it fits in b bits)
         y = U + ~sh + (I - theta) + 1      = x - theta    (the value after a spike)
@@ -269,10 +272,11 @@ class NeuronArray(wiring.Component):
         ]
         # ---- S0 -> S1: precompute everything that does not depend on U -------------------
         # Datapath registers have no reset (only the valid bits do). Controls that fan out
-        # to a whole lane (shift amount, leak enable, forwarding select) are copied per lane
-        # to cut their fan-out; the copies carry ``keep`` (the library's synthesis keeps such
-        # flip-flops apart, as vendor tools do) and different reset values (bits with equal
-        # reset values would otherwise be merged: one flip-flop then drives every lane).
+        # to a whole lane (shift amount and step 0, leak enable, forwarding select) are copied
+        # per lane to cut their fan-out; the copies carry ``keep`` (the library's synthesis
+        # keeps such flip-flops apart, as vendor tools do) and different reset values (bits
+        # with equal reset values would otherwise be merged: one flip-flop then drives every
+        # lane).
         b = prm.membrane_bits
         half = Signal(signed(W))             # 2^(b-1)
         theta = Signal(signed(W))
@@ -307,7 +311,11 @@ class NeuronArray(wiring.Component):
             spk_hi[0].eq(theta_lt_max),
             sat_lo[0].eq(-half),
         ]
-        m.d.sync += [k.eq(prm.leak_shift) for k in lane_k]
+        # step 0: shift 0 with the leak enabled (``lif_recurrence``: U - U), per lane
+        lane_first = [Signal(name=f"s1_first_{p}", init=p % 2, attrs={"keep": 1})
+                      for p in range(P)]
+        m.d.sync += [k.eq(Mux(first, 0, prm.leak_shift)) for k in lane_k]
+        m.d.sync += [f.eq(first) for f in lane_first]
         for p in range(P):
             ops = operands(inp.payload.current[p], theta, half)
             m.d.sync += [q[p][n].eq(ops[n]) for n in q[p]]
@@ -317,8 +325,8 @@ class NeuronArray(wiring.Component):
                          sat_lo[i].eq(sat_lo[i - 1])]
 
         # ---- membrane store ---------------------------------------------------------------
-        # ``old``: the membranes the update in S1 starts from (0 at step 0); ``new``: the
-        # membranes the last loop stage writes.
+        # ``old``: the membranes the update in S1 starts from (ignored at step 0); ``new``:
+        # the membranes the last loop stage writes.
         lay = data.ArrayLayout(signed(B), P)
         new = Signal(lay)
         spikes = Signal(P)
@@ -330,16 +338,10 @@ class NeuronArray(wiring.Component):
             rd = mem.read_port(domain="comb")
             old = _data(lay, "old")
             m.d.comb += rd.addr.eq(inp.payload.addr)
-            m.d.sync += [old[p].eq(Mux(first, 0, Mux(hit_now[p], new[p], rd.data[p])))
-                         for p in range(P)]
+            m.d.sync += [old[p].eq(Mux(hit_now[p], new[p], rd.data[p])) for p in range(P)]
         else:
             # block RAM: synchronous read as the update is accepted, forwarding in S1 from
-            # ``state``, the membranes last written; step 0 starts from 0 (``first``
-            # registered once per lane: keep copies, one flip-flop would drive the select of
-            # every membrane bit of every lane)
-            lane_first = [Signal(name=f"s1_first_{p}", init=p % 2, attrs={"keep": 1})
-                          for p in range(P)]
-            m.d.sync += [f.eq(first) for f in lane_first]
+            # ``state``, the membranes last written
             state = _data(lay, "state")
             with m.If(write):
                 m.d.sync += state.eq(new)
@@ -350,14 +352,14 @@ class NeuronArray(wiring.Component):
             m.d.sync += [h.eq(hn) for h, hn in zip(lane_hit, hit_now, strict=True)]
             old = Signal(lay)
             for p in range(P):
-                m.d.comb += old[p].eq(Mux(lane_first[p], 0,
-                                          Mux(lane_hit[p], state[p], rd.data[p])))
+                m.d.comb += old[p].eq(Mux(lane_hit[p], state[p], rd.data[p]))
 
         # ---- the recurrence, per lane (:func:`lif_recurrence`) --------------------------------
         for p in range(P):
             new_p, spike_p = lif_recurrence(
-                m, old=old[p], k=lane_k[p], q=q[p], sat_hi=sat_hi[-1], spk_hi=spk_hi[-1],
-                sat_lo=sat_lo[-1], loop_bits=W, membrane_bits=B, stages=R, name=str(p))
+                m, old=old[p], k=lane_k[p], first=lane_first[p], q=q[p], sat_hi=sat_hi[-1],
+                spk_hi=spk_hi[-1], sat_lo=sat_lo[-1], loop_bits=W, membrane_bits=B, stages=R,
+                name=str(p))
             m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
 
         # ---- output FIFO: spikes, echoes and the membranes (debug port) -------------------
@@ -463,16 +465,21 @@ def saturation_constants(theta: Any, half: Any, half_minus_one: Any = None
     return Mux(theta_lt_max, hm1 - theta, hm1), theta_lt_max, -half
 
 
-def lif_recurrence(m: Module, *, old: Any, k: Any, q: dict[str, Any], sat_hi: Any,
-                   spk_hi: Any, sat_lo: Any, loop_bits: int, membrane_bits: int, stages: int,
-                   name: str) -> tuple[Signal, Signal]:
+def lif_recurrence(m: Module, *, old: Any, k: Any, first: Any, q: dict[str, Any],
+                   sat_hi: Any, spk_hi: Any, sat_lo: Any, loop_bits: int, membrane_bits: int,
+                   stages: int, name: str) -> tuple[Signal, Signal]:
     """One lane's LIF update ``U -> U'`` (the only LIF circuit of the repository).
 
-    ``old`` is ``U`` (0 at step 0), ``k`` the leak shift, ``q`` the registered operands of
-    :func:`operands`; ``sat_hi``, ``spk_hi``, ``sat_lo`` (:func:`saturation_constants`) must be
-    valid ``stages - 1`` cycles after ``old``. ``stages`` (1..3) places registers after the
-    shift (>= 2) and after the carry chains (3); returns ``(U', spike)`` that many cycles
-    minus one after ``old``::
+    ``old`` is the stored ``U``, ``first`` whether this is step 0 (``U = 0``, whatever ``old``
+    holds), ``k`` the leak shift, which the caller must make 0 when ``first``; ``q`` the
+    registered operands of :func:`operands`; ``sat_hi``, ``spk_hi``, ``sat_lo``
+    (:func:`saturation_constants`) must be valid ``stages - 1`` cycles after ``old``.
+    ``stages`` (1..3) places registers after the shift (>= 2) and after the carry chains (3);
+    returns ``(U', spike)`` that many cycles minus one after ``old``.
+
+    Step 0 needs no zeroing of ``old``: with ``k = 0`` and the leak enabled, ``sh = U`` and
+    every quantity ``U + ~sh + Q + 1 = Q`` sees ``U = 0`` (so ``first`` drives only the
+    lane's shift amount and leak enable, not every membrane bit)::
 
         A: shift                                        | cut 1 (stages >= 2)
         B: carry-save rows, carry chains                | cut 2 (stages == 3)
@@ -482,7 +489,7 @@ def lif_recurrence(m: Module, *, old: Any, k: Any, q: dict[str, Any], sat_hi: An
     u = Signal(signed(B), name=f"u_{name}")
     sh = Signal(signed(B), name=f"sh_{name}")
     m.d.comb += [u.eq(old), sh.eq(old >> k)]
-    qp, len_ = q, k != 0                 # leak enable (k = 0: no leak)
+    qp, len_ = q, (k != 0) | first       # leak enable (k = 0: no leak; step 0: U - U)
     if stages >= 2:
         u, sh = (_reg(m, f"{n}_{name}_r", v) for n, v in (("u", u), ("sh", sh)))
         qp = {n: _reg(m, f"q_{n}_{name}_r", v) for n, v in qp.items()}

@@ -9,7 +9,8 @@ membrane, runs the same three-stage LIF circuit as the neuron array
     c0  accept: read U[addr] (block RAM), register I and the parameters
     c1  U arrives                      -> register (the RAM's output register);
         the operands I, I - theta, ... -> register
-    c2  U, or 0 at step 0              -> register
+    c2  U                              -> register (at step 0 the lane's shift is 0 with
+                                          the leak on: U - U, nothing is masked)
     c3  shift                          -> register
     c4  carry-save rows, carry chains  -> register
     c5  saturate / spike / reset select; write U'[addr]; spikes registered
@@ -112,11 +113,21 @@ class LIFPipe(wiring.Component):
         valid = delay(inp.valid, LATENCY, "valid", reset=True)
         addr = delay(pay.addr, 5, "addr")
         tag = delay(pay.tag, LATENCY, "tag")
-        first = delay(pay.first, 2, "first")
-        k = delay(pay.params.leak_shift, 2, "k")
-        # the shift amount, one copy per lane (each drives a B-bit barrel shifter)
-        lane_k = [Signal.like(k[2], name=f"k_{p}", attrs={"keep": 1}) for p in range(L)]
-        m.d.sync += [lk.eq(k[2]) for lk in lane_k]
+        first = delay(pay.first, 1, "first")
+        k = delay(pay.params.leak_shift, 1, "k")
+        # the shift amount and step 0, one copy per lane (each drives a B-bit barrel shifter;
+        # step 0 is shift 0 with the leak enabled, ``lif_recurrence``), through one copy per
+        # group of 8 lanes (``keep``: never merged back into one flip-flop)
+        ngr = (L + 7) // 8
+        grp_k = [Signal.like(k[1], name=f"k_g{j}", attrs={"keep": 1}) for j in range(ngr)]
+        grp_first = [Signal(name=f"first_g{j}", attrs={"keep": 1}) for j in range(ngr)]
+        m.d.sync += [gk.eq(Mux(first[1], 0, k[1])) for gk in grp_k]
+        m.d.sync += [gf.eq(first[1]) for gf in grp_first]
+        lane_k = [Signal.like(k[1], name=f"k_{p}", init=p % 2, attrs={"keep": 1})
+                  for p in range(L)]
+        lane_first = [Signal(name=f"first_{p}", init=p % 2, attrs={"keep": 1}) for p in range(L)]
+        m.d.sync += [lk.eq(grp_k[p // 8]) for p, lk in enumerate(lane_k)]
+        m.d.sync += [lf.eq(grp_first[p // 8]) for p, lf in enumerate(lane_first)]
         # c1: the parameters registered, 2^(b-1) and 2^(b-1) - 1 decoded from b
         b = pay.params.membrane_bits
         half = Signal(signed(W), name="half_c1", reset_less=True)
@@ -138,7 +149,7 @@ class LIFPipe(wiring.Component):
         u_q = Signal(lay, name="u_q", reset_less=True)     # the read, straight into a register
         m.d.sync += u_q.eq(rd.data)
         old = Signal(lay, name="old", reset_less=True)
-        m.d.sync += [old[p].eq(Mux(first[2], 0, u_q[p])) for p in range(L)]
+        m.d.sync += old.eq(u_q)
         new = Signal(lay)
         spikes = Signal(L)
         for p in range(L):
@@ -150,8 +161,9 @@ class LIFPipe(wiring.Component):
                   for n, w in qw.items()}
             m.d.sync += [q3[n].eq(q2[n]) for n in q2]
             new_p, spike_p = lif_recurrence(
-                m, old=old[p], k=lane_k[p], q=q3, sat_hi=sat_hi[4], spk_hi=spk_hi[4],
-                sat_lo=sat_lo[4], loop_bits=W, membrane_bits=B, stages=3, name=str(p))
+                m, old=old[p], k=lane_k[p], first=lane_first[p], q=q3, sat_hi=sat_hi[4],
+                spk_hi=spk_hi[4], sat_lo=sat_lo[4], loop_bits=W, membrane_bits=B, stages=3,
+                name=str(p))
             m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
         # c4: write back; spikes registered for c5
         m.d.comb += [wr.addr.eq(addr[5]), wr.data.eq(new), wr.en.eq(valid[5])]

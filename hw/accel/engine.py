@@ -187,8 +187,9 @@ class Engine(wiring.Component):
 
         ngw = (L + 7) // 8
         # E2: per tap and lane, the sum of the two events' weights (each masked by its ``ev``
-        # copy, registered from tick 1); a linear stage's slot weights go to the centre only
-        evc = _flag_copies(m, v1, tick1, ("ev", "ev2"), copies=9 * ngw)
+        # copy, two registers from tick 0); a linear stage's slot weights go to the centre only
+        evc = _flag_copies(m, v0, t0, ("ev", "ev2"), copies=9 * ngw, tag="ev")
+        lin = _copies(m, (cfg.linear,), ("linear",), copies=9 * ngw, tag="lin")
         psum = [Signal(data.ArrayLayout(signed(WB + 1), L), name=f"psum{k}", reset_less=True)
                 for k in range(9)]
         for i in range(3):
@@ -197,22 +198,20 @@ class Engine(wiring.Component):
                 taps = []
                 for e in range(2):
                     tap = w2[e][k]
-                    if has_linear:
-                        sel = Signal.like(slot_w[e], name=f"tap{i}{j}_{e}")
-                        m.d.comb += sel.eq(Mux(cfg.linear, slot_w[e] if i == j == 1 else 0,
-                                               tap))
-                        tap = sel
                     taps.append(tap)
                 for lane_i in range(L):
-                    ev1, ev2 = evc[(i * 3 + j) * ngw + lane_i // 8]
-                    m.d.sync += psum[i * 3 + j][lane_i].eq(Mux(ev1, taps[0][lane_i], 0)
-                                                           + Mux(ev2, taps[1][lane_i], 0))
+                    c = (i * 3 + j) * ngw + lane_i // 8
+                    ev1, ev2 = evc[c]
+                    t = [taps[e][lane_i] for e in range(2)]
+                    if has_linear:      # a linear stage: the slot weights, at the centre only
+                        t = [Mux(lin[c][0], slot_w[e][lane_i] if i == j == 1 else 0, t[e])
+                             for e in range(2)]
+                    m.d.sync += psum[i * 3 + j][lane_i].eq(Mux(ev1, t[0], 0) + Mux(ev2, t[1], 0))
 
-        # E3: the window (moves and pass starts from copies registered from tick 2)
+        # E3: the window (moves and pass starts: copies two registers from tick 1)
         win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
                for i in range(3)]
-        mv = v3 & tick3.mv
-        ctl = _flag_copies(m, v2, tick2, ("mv", "ps"), copies=9 * ngw)
+        ctl = _flag_copies(m, v1, tick1, ("mv", "ps"), copies=9 * ngw)
         for i in range(3):
             for j in range(3):
                 nxt = win[i][j + 1] if j < 2 else None
@@ -224,25 +223,33 @@ class Engine(wiring.Component):
                         base = Mux(ps | mv_c, 0, win[i][j][lane_i])
                     m.d.sync += win[i][j][lane_i].eq(base + psum[i * 3 + j][lane_i])
 
-        # flush capture: the column x - 2 leaves the window on ``mv``
+        # flush capture: the column x - 2 leaves the window on ``mv`` (each lane group's
+        # capture enabled by its window copy of ``mv``; the flush metadata and the line-buffer
+        # read addresses by copies of their own, ``fmv``)
         f1 = [Signal(lane, name=f"f1_{i}", reset_less=True) for i in range(3)]
+        for i in range(3):
+            for lane_i in range(L):
+                with m.If(ctl[(i * 3) * ngw + lane_i // 8][0]):
+                    m.d.sync += f1[i][lane_i].eq(win[i][0][lane_i])
+        ng = (L + 7) // 8
+        fmv = [c[0] for c in _flag_copies(m, v1, tick1, ("mv",), copies=1 + 3 * ng, tag="fmv")]
+        ox_ok3 = Signal(name="ox_ok3")      # tick3's 2 <= x <= w1 + 2, registered from tick 2
+        lbx3 = Signal.like(tick3.lb, name="lbx3")   # tick3.lb + tick3.x - 2, likewise
+        m.d.sync += [ox_ok3.eq((tick2.x >= 2) & (tick2.x <= cfg.w1 + 2)),
+                     lbx3.eq(tick2.lb + tick2.x - 2)]
         f1_on = Signal()
         f1_meta = Signal(self._tick, name="f1_meta")
         f1_y0 = Signal(name="f1_y0")        # f1_meta.y == 0, registered (its copies are far)
-        ox_ok = (tick3.x >= 2) & (tick3.x <= cfg.w1 + 2)
-        m.d.sync += f1_on.eq(mv & ox_ok)
-        with m.If(mv):
-            m.d.sync += [f1[i].eq(win[i][0]) for i in range(3)]
+        m.d.sync += f1_on.eq(fmv[0] & ox_ok3)
+        with m.If(fmv[0]):
             m.d.sync += [f1_meta.eq(tick3), f1_y0.eq(tick3.y == 0)]
-            m.d.sync += [f1_meta.lb.eq(tick3.lb + tick3.x - 2),
-                         f1_meta.ub.eq(tick3.ub + tick3.x - 2)]
+            m.d.sync += [f1_meta.lb.eq(lbx3), f1_meta.ub.eq(tick3.ub + tick3.x - 2)]
 
         # ---- F1: line-buffer read; F2: select and add; F3: write ------------------------------
         # Each bank is split into lane groups of 8, each with its own registered copies of the
         # read and write addresses and selects (``keep``: the copies cut the fan-out of one
         # address into every LUT-RAM of a bank). All three banks are read and registered; the
         # bank roles are applied after the register.
-        ng = (L + 7) // 8
         groups = [list(range(j * 8, min(L, j * 8 + 8))) for j in range(ng)]
         lb_bits = max(1, (max(2, p.linebuf_depth) - 1).bit_length())
         rb = [Signal(lane, name=f"rb{k}", reset_less=True) for k in range(3)]
@@ -260,8 +267,8 @@ class Engine(wiring.Component):
                 m.submodules[f"linebuf{k}_{j}"] = mem
                 rp, wp = mem.read_port(domain="comb"), mem.write_port()
                 ra = Signal(lb_bits, name=f"f1_lb{k}_{j}", attrs={"keep": 1})
-                with m.If(mv):
-                    m.d.sync += ra.eq(tick3.lb + tick3.x - 2)
+                with m.If(fmv[1 + k * ng + j]):
+                    m.d.sync += ra.eq(lbx3)
                 m.d.comb += rp.addr.eq(ra)
                 for n, lane_i in enumerate(lanes_j):
                     m.d.sync += rb[k][lane_i].eq(rp.data[n])
@@ -353,14 +360,28 @@ class Engine(wiring.Component):
 
 
 def _flag_copies(m: Module, valid: Any, tick: Any, names: tuple[str, ...], *,
-                 copies: int) -> list[tuple[Any, ...]]:
-    """``copies`` registered copies of the tick's flags ``names`` (each ANDed with ``valid``),
-    each copy driving a share of the ``9 x L`` lanes instead of all of them (``keep``:
-    synthesis must not merge them back)."""
+                 copies: int, tag: str = "ctl") -> list[tuple[Any, ...]]:
+    """:func:`_copies` of the tick's flags ``names``, each ANDed with ``valid``."""
+    return _copies(m, tuple(valid & getattr(tick, n) for n in names), names, copies=copies,
+                   tag=tag)
+
+
+def _copies(m: Module, values: tuple[Any, ...], names: tuple[str, ...], *, copies: int,
+            tag: str, fan: int = 6) -> list[tuple[Any, ...]]:
+    """``copies`` copies of the 1-bit ``values``, each driving a share of the lanes instead
+    of all of them, through a two-level register tree: ``ceil(copies / fan)`` copies
+    registered from ``values``, each feeding ``fan`` leaf copies registered from it, so a leaf
+    is two clocks after ``values`` (one register driving the whole die is a cross-die route;
+    ``keep``: synthesis must not merge the copies back)."""
+    roots = []
+    for r in range(-(-copies // fan)):
+        sigs = tuple(Signal(name=f"{tag}_{n}_r{r}", attrs={"keep": 1}) for n in names)
+        m.d.sync += [s.eq(v) for s, v in zip(sigs, values, strict=True)]
+        roots.append(sigs)
     out = []
     for k in range(copies):
-        sigs = tuple(Signal(name=f"ctl_{n}{k}", attrs={"keep": 1}) for n in names)
-        m.d.sync += [s.eq(valid & getattr(tick, n)) for s, n in zip(sigs, names, strict=True)]
+        sigs = tuple(Signal(name=f"{tag}_{n}{k}", attrs={"keep": 1}) for n in names)
+        m.d.sync += [s.eq(r) for s, r in zip(sigs, roots[k // fan], strict=True)]
         out.append(sigs)
     return out
 

@@ -1,4 +1,5 @@
-"""Small building blocks of the accelerator: a pipelined popcount, a delay line.
+"""Small building blocks of the accelerator: a pipelined popcount, a delay line, register
+copies of control flags.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from amaranth.hdl import Module, Signal, Value
 
 #: Clocks from ``bits`` (with its valid) to the registered count of :func:`popcount`.
 POP_LATENCY = 2
+#: Clocks from the values to the leaf registers of :func:`copies`.
+COPY_LATENCY = 2
 
 
 def _tree(terms: list[Value]) -> Value:
@@ -42,3 +45,24 @@ def delay(m: Module, sig: Value, clocks: int, name: str) -> Value:
         m.d.sync += nxt.eq(sig)
         sig = nxt
     return sig
+
+
+def copies(m: Module, values: tuple[Value, ...], names: tuple[str, ...], *, count: int,
+           tag: str, fan: int = 6) -> list[tuple[Signal, ...]]:
+    """``count`` copies of the 1-bit ``values``, each to drive a share of the lanes instead
+    of all of them, through a two-level register tree: ``ceil(count / fan)`` copies
+    registered from ``values``, each feeding ``fan`` leaf copies registered from it, so a leaf
+    is :data:`COPY_LATENCY` clocks after ``values`` (one register driving the whole die is a
+    cross-die route; ``keep``: synthesis must not merge the copies back). Returns the leaves,
+    one tuple (in the order of ``names``) per copy."""
+    roots = []
+    for r in range(-(-count // fan)):
+        sigs = tuple(Signal(name=f"{tag}_{n}_r{r}", attrs={"keep": 1}) for n in names)
+        m.d.sync += [s.eq(v) for s, v in zip(sigs, values, strict=True)]
+        roots.append(sigs)
+    out = []
+    for k in range(count):
+        sigs = tuple(Signal(name=f"{tag}_{n}{k}", attrs={"keep": 1}) for n in names)
+        m.d.sync += [s.eq(r) for s, r in zip(sigs, roots[k // fan], strict=True)]
+        out.append(sigs)
+    return out

@@ -24,9 +24,10 @@ stale currents behind). A linear stage is a 1x1 map whose virtual channels' weig
 one of 9 tap slots of a row; the slot's weights go to the centre accumulator.
 
 Pipeline (clock after the scanner's registered tick): E0 weight row addresses, E1 weight row
-reads, E2 the two events' weights summed per tap and lane, E3 window update (and flush
-capture), F1 line-buffer read, F2 add and write, F3 LIF
-accept; the LIF spikes appear :data:`~.lif.LATENCY` clocks later, then the map writer.
+reads, E2 the reads registered twice on their way from the block RAMs to the window, E3 the
+two events' weights summed per tap and lane, E4 window update (and flush capture), F1
+line-buffer read, F2 add and write, F3 LIF accept; the LIF spikes appear
+:data:`~.lif.LATENCY` clocks later, then the map writer.
 A layer with a bias adds its lanes' biases to the flushed final column in F2 (``f2``): the
 ``bmem`` ROM row ``bbase + g`` is read at F1 with the flushed column's group, so the current
 entering the LIF pipeline is ``W * S_t + b``. A model without any engine bias has no
@@ -47,7 +48,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .blocks import popcount
+from .blocks import copies, popcount
 from .lif import LIFPipe, params_layout
 from .plan import AccelPlan, pack
 
@@ -156,11 +157,16 @@ class Engine(wiring.Component):
             m.submodules[f"wmem{k}"] = mem
             taps_rd.append((mem.read_port(), mem.read_port()))   # the tick's two events
 
-        # ---- E0: tick and address copies registered; E1: weight row reads; E2: the two
-        # events' taps summed (masked by their ``ev``); E3: window ---------------------------
+        # ---- E0: tick and address copies registered; E1: weight row reads; E2: the reads
+        # registered twice (the taps' block RAMs are spread over the die, the window is not);
+        # E3: the two events' taps summed (masked by their ``ev``); E4: window ---------------
+        # (the tick's control goes through one register more than the addresses, ``tick_a``,
+        # so everything after it lines up with the second weight register)
+        ta = Signal(self._tick, name="tick_a")
+        va = Signal(name="v_a")
         t0 = Signal(self._tick, name="tick0")
         v0 = Signal()
-        m.d.sync += [t0.eq(self.tick.payload), v0.eq(self.tick.valid)]
+        m.d.sync += [ta.eq(self.tick.payload), va.eq(self.tick.valid), t0.eq(ta), v0.eq(va)]
         for k, ports in enumerate(taps_rd):
             addrs = (self.tick.payload.waddr, self.tick.payload.waddr2)
             for e, (rd, addr) in enumerate(zip(ports, addrs, strict=True)):
@@ -173,9 +179,11 @@ class Engine(wiring.Component):
         v1, v2, v3 = Signal(), Signal(), Signal()
         m.d.sync += [tick1.eq(t0), v1.eq(v0), tick2.eq(tick1), v2.eq(v1), tick3.eq(tick2),
                      v3.eq(v2)]
-        w2 = [Signal(wrow, name=f"w2_{e}", reset_less=True) for e in range(2)]  # reads, into
-        m.d.sync += [w2[e][k].eq(ports[e].data)                                # registers
+        w1 = [Signal(wrow, name=f"w1_{e}", reset_less=True) for e in range(2)]  # reads, into
+        w2 = [Signal(wrow, name=f"w2_{e}", reset_less=True) for e in range(2)]  # registers
+        m.d.sync += [w1[e][k].eq(ports[e].data)
                      for k, ports in enumerate(taps_rd) for e in range(2)]
+        m.d.sync += [w2[e].eq(w1[e]) for e in range(2)]
         has_linear = any(s.kind == "linear" for s in p.stages)
         slot_w = [Signal(data.ArrayLayout(signed(WB), L), name=f"slot_w{e}") for e in range(2)]
         if has_linear:
@@ -186,10 +194,10 @@ class Engine(wiring.Component):
                             m.d.comb += slot_w[e].eq(w2[e][k])
 
         ngw = (L + 7) // 8
-        # E2: per tap and lane, the sum of the two events' weights (each masked by its ``ev``
+        # E3: per tap and lane, the sum of the two events' weights (each masked by its ``ev``
         # copy, two registers from tick 0); a linear stage's slot weights go to the centre only
-        evc = _flag_copies(m, v0, t0, ("ev", "ev2"), copies=9 * ngw, tag="ev")
-        lin = _copies(m, (cfg.linear,), ("linear",), copies=9 * ngw, tag="lin")
+        evc = _flag_copies(m, v0, t0, ("ev", "ev2"), count=9 * ngw, tag="ev")
+        lin = copies(m, (cfg.linear,), ("linear",), count=9 * ngw, tag="lin")
         psum = [Signal(data.ArrayLayout(signed(WB + 1), L), name=f"psum{k}", reset_less=True)
                 for k in range(9)]
         for i in range(3):
@@ -208,10 +216,10 @@ class Engine(wiring.Component):
                              for e in range(2)]
                     m.d.sync += psum[i * 3 + j][lane_i].eq(Mux(ev1, t[0], 0) + Mux(ev2, t[1], 0))
 
-        # E3: the window (moves and pass starts: copies two registers from tick 1)
+        # E4: the window (moves and pass starts: copies two registers from tick 1)
         win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
                for i in range(3)]
-        ctl = _flag_copies(m, v1, tick1, ("mv", "ps"), copies=9 * ngw)
+        ctl = _flag_copies(m, v1, tick1, ("mv", "ps"), count=9 * ngw)
         for i in range(3):
             for j in range(3):
                 nxt = win[i][j + 1] if j < 2 else None
@@ -232,7 +240,7 @@ class Engine(wiring.Component):
                 with m.If(ctl[(i * 3) * ngw + lane_i // 8][0]):
                     m.d.sync += f1[i][lane_i].eq(win[i][0][lane_i])
         ng = (L + 7) // 8
-        fmv = [c[0] for c in _flag_copies(m, v1, tick1, ("mv",), copies=1 + 3 * ng, tag="fmv")]
+        fmv = [c[0] for c in _flag_copies(m, v1, tick1, ("mv",), count=1 + 3 * ng, tag="fmv")]
         ox_ok3 = Signal(name="ox_ok3")      # tick3's 2 <= x <= w1 + 2, registered from tick 2
         lbx3 = Signal.like(tick3.lb, name="lbx3")   # tick3.lb + tick3.x - 2, likewise
         m.d.sync += [ox_ok3.eq((tick2.x >= 2) & (tick2.x <= cfg.w1 + 2)),
@@ -354,36 +362,16 @@ class Engine(wiring.Component):
             li.tag.last_g.eq(f2_last_g),
         ]
         wiring.connect(m, wiring.flipped(self.o), lif.o)
-        m.d.comb += self.busy.eq(self.tick.valid | v0 | v1 | v2 | v3 | f1_on | f2_on | f3_on
+        m.d.comb += self.busy.eq(self.tick.valid | va | v0 | v1 | v2 | v3 | f1_on | f2_on | f3_on
                                  | lif.busy)
         return m
 
 
 def _flag_copies(m: Module, valid: Any, tick: Any, names: tuple[str, ...], *,
-                 copies: int, tag: str = "ctl") -> list[tuple[Any, ...]]:
-    """:func:`_copies` of the tick's flags ``names``, each ANDed with ``valid``."""
-    return _copies(m, tuple(valid & getattr(tick, n) for n in names), names, copies=copies,
-                   tag=tag)
-
-
-def _copies(m: Module, values: tuple[Any, ...], names: tuple[str, ...], *, copies: int,
-            tag: str, fan: int = 6) -> list[tuple[Any, ...]]:
-    """``copies`` copies of the 1-bit ``values``, each driving a share of the lanes instead
-    of all of them, through a two-level register tree: ``ceil(copies / fan)`` copies
-    registered from ``values``, each feeding ``fan`` leaf copies registered from it, so a leaf
-    is two clocks after ``values`` (one register driving the whole die is a cross-die route;
-    ``keep``: synthesis must not merge the copies back)."""
-    roots = []
-    for r in range(-(-copies // fan)):
-        sigs = tuple(Signal(name=f"{tag}_{n}_r{r}", attrs={"keep": 1}) for n in names)
-        m.d.sync += [s.eq(v) for s, v in zip(sigs, values, strict=True)]
-        roots.append(sigs)
-    out = []
-    for k in range(copies):
-        sigs = tuple(Signal(name=f"{tag}_{n}{k}", attrs={"keep": 1}) for n in names)
-        m.d.sync += [s.eq(r) for s, r in zip(sigs, roots[k // fan], strict=True)]
-        out.append(sigs)
-    return out
+                 count: int, tag: str = "ctl") -> list[tuple[Any, ...]]:
+    """:func:`~.blocks.copies` of the tick's flags ``names``, each ANDed with ``valid``."""
+    return copies(m, tuple(valid & getattr(tick, n) for n in names), names, count=count,
+                  tag=tag)
 
 
 def _role(ym3: Any, k: int, role: str) -> Any:

@@ -27,7 +27,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..neuron import NeuronArray
-from .blocks import delay, popcount
+from .blocks import COPY_LATENCY, copies, delay, popcount
 from .cycles import front_period
 from .engine import spike_write_members
 from .plan import AccelPlan
@@ -197,8 +197,14 @@ class Front(wiring.Component):
         m.submodules.mul = mul = Multipliers(lanes=L, pix_bits=pbits, weight_bits=WB)
         m.d.comb += [*(mul.pix[j].eq(pc) for j, pc in enumerate(pix_c)), mul.w.eq(w_c)]
         prod = mul.prod
-        d_on, d_first, d_last = (delay(m, c, MUL_LATENCY, n) for c, n in
-                                 ((c_on, "c_on"), (c_first, "c_first"), (c_last, "c_last")))
+        d_on, d_last = (delay(m, c, MUL_LATENCY, n) for c, n in
+                        ((c_on, "c_on"), (c_last, "c_last")))
+        # the accumulators' enable and first-tap select, one copy per 4 lanes (one register
+        # into every accumulator bit would be a die-wide fan-out)
+        assert MUL_LATENCY >= COPY_LATENCY
+        dc = copies(m, tuple(delay(m, c, MUL_LATENCY - COPY_LATENCY, n) for c, n in
+                             ((c_on, "cc_on"), (c_first, "cc_first"))),
+                    ("on", "first"), count=(L + 3) // 4, tag="d")
         acc = Signal(data.ArrayLayout(signed(f.current_bits), L), reset_less=True)
         init: Any = [0] * L
         if f.bias:      # the bias row of the tap's group arrives with the tap at stage D
@@ -209,8 +215,10 @@ class Front(wiring.Component):
             m.d.comb += [brd.addr.eq(grp[-1]), brd.en.eq(1)]
             init = [brd.data[i] for i in range(L)]
         e_done = Signal()
-        with m.If(d_on):
-            m.d.sync += [acc[i].eq(Mux(d_first, init[i], acc[i]) + prod[i]) for i in range(L)]
+        for i in range(L):
+            on_i, first_i = dc[i // 4]
+            with m.If(on_i):
+                m.d.sync += acc[i].eq(Mux(first_i, init[i], acc[i]) + prod[i])
         m.d.sync += e_done.eq(d_on & d_last)
 
         # ---- LIF feeder: T updates of the held current, one every 3 clocks ------------------

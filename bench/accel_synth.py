@@ -79,6 +79,7 @@ def point(model_name: str, lanes: int, part: str, images: int, freq: float,
             row["ecp5"]["fmax_mhz"] = pr.fmax_mhz
             row["ecp5"]["pnr_error"] = pr.error
             row["ecp5"]["utilisation"] = pr.utilisation
+            row["ecp5"]["critical"] = None if pr.critical is None else pr.critical.to_json()
     cyc, src = interval(model_name, lanes, images)
     row["interval_cycles"] = cyc
     row["interval_source"] = src

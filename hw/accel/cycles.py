@@ -31,15 +31,15 @@ import numpy as np
 from ...golden import Result
 from ...model import Model
 from .plan import AccelPlan, EventStage, make_plan
-from .scanner import READ_LATENCY
+from .scanner import FILL_LATENCY
 
 #: Clocks a LIF stage costs beyond its ticks (start, the map read's fill, pipeline drain).
-STAGE_OVERHEAD = 26 + READ_LATENCY
+STAGE_OVERHEAD = 26 + FILL_LATENCY
 #: Events (input spikes of one map word) a LIF stage's tick carries; the output stage's
 #: ticks carry one.
 EVENTS_PER_TICK = 2
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
-BACK_OVERHEAD = 13 + READ_LATENCY
+BACK_OVERHEAD = 13 + FILL_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
 FRONT_FILL = 16
 

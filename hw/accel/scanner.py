@@ -19,10 +19,10 @@ starts empty). The output stage walks every word of all ``T`` steps in order, wi
 virtual rows or positions.
 
 Map words are read ahead (stage A issues the read, the word and its item enter a small FIFO
-:data:`READ_LATENCY` clocks later, B ticks the FIFO's head out), so a stage's ticks come back
-to back: its length in clocks is exactly ``sum(max(1, ceil(n / 2)))`` over its items
-(``sum(max(1, n))`` in the output stage) plus the fill of the read pipeline — the cycle
-model in :mod:`.cycles` counts the same way.
+:data:`FILL_LATENCY` clocks later with the word's popcount, B ticks the FIFO's head out), so
+a stage's ticks come back to back: its length in clocks is exactly
+``sum(max(1, ceil(n / 2)))`` over its items (``sum(max(1, n))`` in the output stage) plus the
+fill of the read pipeline — the cycle model in :mod:`.cycles` counts the same way.
 """
 
 from __future__ import annotations
@@ -33,11 +33,15 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .blocks import POP_LATENCY, delay, popcount
 from .maps import MAP_READ_LATENCY
 
 #: Clocks from a read address to its word on ``rd_data``: the map's
 #: (:data:`~.maps.MAP_READ_LATENCY`), then the source select's register.
 READ_LATENCY = MAP_READ_LATENCY + 1
+#: Clocks from a read address to its FIFO entry: the read, then the word's popcount
+#: (:data:`~.blocks.POP_LATENCY`).
+FILL_LATENCY = READ_LATENCY + POP_LATENCY
 
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
@@ -148,10 +152,11 @@ class Scanner(wiring.Component):
         take_c = Signal()                    # the same, for the counters (below)
         self._walk(m, item, issue)
         a = self._a
-        # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later and is pushed
-        # into a small FIFO with its item; B takes the FIFO's head. Credits bound the items
-        # between A and B, so nothing is ever dropped; the credit test is a register.
-        depth = READ_LATENCY + 4
+        # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later, its
+        # popcount POP_LATENCY clocks after that, and the word is pushed into a small FIFO with
+        # its item; B takes the FIFO's head. Credits bound the items between A and B, so
+        # nothing is ever dropped; the credit test is a register.
+        depth = FILL_LATENCY + 4
         count = Signal(range(depth + 1))
         credit_ok = Signal(init=1)
         m.d.comb += issue.eq(self._a_on & credit_ok)
@@ -162,7 +167,8 @@ class Scanner(wiring.Component):
         m.d.sync += credit_ok.eq(Mux(issue & ~take_c, lt[1], Mux(take_c & ~issue, lt[-1], lt[0])))
         # per FIFO entry, precomputed from the word read: ``lo``/``hi`` the lowest and highest
         # set bit (one-hot; the tick's two events), ``nxt`` the word without them, ``nz``
-        # (word != 0), ``two`` (a second event), ``fin`` (``nxt == 0``: the word's last tick)
+        # (word != 0), ``two`` (a second event), ``fin`` (``nxt == 0``: the word's last tick),
+        # ``rem`` (the bits in ``nxt``)
         pair = Signal(name="pair")           # two events per tick (not the output stage)
         m.d.sync += pair.eq(~cfg.out)
         names = ("nxt", "lo", "hi")
@@ -173,8 +179,8 @@ class Scanner(wiring.Component):
                   for n in ("nz", "two", "fin")}
         wp = Signal(range(depth))
         rp = Signal(range(depth))
-        inflight_on = [Signal(name=f"fl_on{k}") for k in range(READ_LATENCY)]
-        inflight = [Signal(item, name=f"fl_item{k}") for k in range(READ_LATENCY)]
+        inflight_on = [Signal(name=f"fl_on{k}") for k in range(FILL_LATENCY)]
+        inflight = [Signal(item, name=f"fl_item{k}") for k in range(FILL_LATENCY)]
         b_on = Signal(attrs={"keep": 1})    # keep: never merged with its copy below
         b = Signal(item, attrs={"keep": 1})
         bv = {n: Signal(L, name=f"b_{n}") for n in names}   # the word's state (bits left)
@@ -197,29 +203,41 @@ class Scanner(wiring.Component):
             self.busy.eq(self._a_on | (count != 0) | b_on),
         ]
         m.d.sync += [inflight_on[0].eq(issue), inflight[0].eq(a)]
-        for k in range(1, READ_LATENCY):
+        for k in range(1, FILL_LATENCY):
             m.d.sync += [inflight_on[k].eq(inflight_on[k - 1]), inflight[k].eq(inflight[k - 1])]
         push = inflight_on[-1]
 
         def state(v: Any) -> dict[str, Any]:
-            """The entry for bits ``v``: the two events' bits, the bits left after them, and
-            the flags of the entry (``fin`` is whether the bits left are none)."""
+            """The tick's two events of bits ``v`` and the bits left after them."""
             lo, hi = _lowest(v), _highest(v)
             hi_p = Mux(pair, hi, 0)
-            return {"nxt": v & ~lo & ~hi_p, "lo": lo, "hi": hi,
-                    "two": pair & ~_at_most(v, 1),
-                    "fin": Mux(pair, _at_most(v, 2), _at_most(v, 1))}
+            return {"nxt": v & ~lo & ~hi_p, "lo": lo, "hi": hi}
 
-        # a virtual item's word is 0: the mask comes after the arithmetic on the word read
-        rd, is_word = self.rd_data, inflight[-1].word
-        sr = state(rd)
+        # ``rem``: how many bits are left after the tick now; the word's flags for its next
+        # tick are small compares on it (a popcount of the bits left inside the tick loop was
+        # the scanner's slowest path). An entry's count comes from the word's pipelined
+        # popcount, the word delayed to meet it.
+        per_tick = Mux(pair, 2, 1)
+        rem_bits = max(1, L.bit_length())
+        fifo_rem = [Signal(rem_bits, name=f"fifo_rem{k}", reset_less=True) for k in range(depth)]
+        rem = Signal(rem_bits, name="b_rem")
+        pc, _, _ = popcount(m, self.rd_data, inflight_on[READ_LATENCY - 1], "rd_pop")
+        # the entry's bits, registered beside the popcount's last step (a virtual item's word
+        # is 0: the mask comes after the arithmetic on the word read)
+        assert POP_LATENCY >= 1
+        rd = delay(m, self.rd_data, POP_LATENCY - 1, "rd")
+        is_word = inflight[-1].word
+        sr = {n: Signal(L, name=f"rd_{n}", reset_less=True) for n in names}
+        m.d.sync += [sr[n].eq(Mux(inflight[-2].word, v, 0)) for n, v in state(rd).items()]
         with m.If(push):
             m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]),
-                         Array(fifo_f["nz"])[wp].eq(is_word & rd.any()),
-                         Array(fifo_f["two"])[wp].eq(is_word & sr["two"]),
-                         Array(fifo_f["fin"])[wp].eq(~is_word | sr["fin"]),
+                         Array(fifo_f["nz"])[wp].eq(is_word & (pc != 0)),
+                         Array(fifo_f["two"])[wp].eq(is_word & pair & (pc >= 2)),
+                         Array(fifo_f["fin"])[wp].eq(~is_word | (pc <= per_tick)),
+                         Array(fifo_rem)[wp].eq(Mux(is_word & (pc > per_tick), pc - per_tick,
+                                                    0)),
                          wp.eq(Mux(wp == depth - 1, 0, wp + 1))]
-            m.d.sync += [Array(fifo_v[n])[wp].eq(Mux(is_word, sr[n], 0)) for n in names]
+            m.d.sync += [Array(fifo_v[n])[wp].eq(sr[n]) for n in names]
         with m.If(take):
             m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
         m.d.sync += stored.eq(stored + push - take_c)
@@ -227,15 +245,16 @@ class Scanner(wiring.Component):
         with m.If(take):
             m.d.sync += [b.eq(Array(fifo_item)[rp]), b_on.eq(1), fresh.eq(1),
                          cur_nz.eq(Array(fifo_f["nz"])[rp]), two.eq(Array(fifo_f["two"])[rp]),
-                         fin.eq(Array(fifo_f["fin"])[rp]),
+                         fin.eq(Array(fifo_f["fin"])[rp]), rem.eq(Array(fifo_rem)[rp]),
                          cp["b_on"].eq(1), cp["word"].eq(Array(fifo_item)[rp].word),
                          cp["fin"].eq(Array(fifo_f["fin"])[rp])]
             m.d.sync += [bv[n].eq(Array(fifo_v[n])[rp]) for n in names]
         with m.Elif(b_fin):
             m.d.sync += [b_on.eq(0), cp["b_on"].eq(0)]
         with m.Elif(b_on):
-            m.d.sync += [fresh.eq(0), cur_nz.eq(~fin), two.eq(sn["two"]), fin.eq(sn["fin"]),
-                         cp["fin"].eq(sn["fin"])]
+            fin_n = Mux(pair, rem <= 2, rem <= 1)
+            m.d.sync += [fresh.eq(0), cur_nz.eq(~fin), two.eq(pair & (rem >= 2)),
+                         fin.eq(fin_n), cp["fin"].eq(fin_n), rem.eq(rem - per_tick)]
             m.d.sync += [bv[n].eq(sn[n]) for n in names]
 
         # ---- the tick, in two registered steps: the event's bit, then its weight row -------
@@ -423,13 +442,16 @@ class Scanner(wiring.Component):
 
 
 def _lowest(v: Any) -> Any:
-    """The lowest set bit of ``v``, one-hot (0 if none)."""
-    return (v & (~v + 1))[:len(v)]
+    """The lowest set bit of ``v``, one-hot (0 if none): bit ``k`` is set and no bit below it
+    (OR trees that synthesis shares as a prefix network; no carry chain, so it stays a few
+    LUT levels inside the scanner's tick loop)."""
+    return Cat(*(v[k] & ~v[:k].any() if k else v[0] for k in range(len(v))))
 
 
 def _highest(v: Any) -> Any:
-    """The highest set bit of ``v``, one-hot (0 if none)."""
-    return Cat(*reversed(list(_lowest(Cat(*reversed(list(v)))))))
+    """The highest set bit of ``v``, one-hot (0 if none); see :func:`_lowest`."""
+    n = len(v)
+    return Cat(*(v[k] & ~v[k + 1:].any() if k < n - 1 else v[k] for k in range(n)))
 
 
 def _encode(onehot: Any) -> Any:
@@ -438,28 +460,3 @@ def _encode(onehot: Any) -> Any:
     width = max(1, (n - 1).bit_length())
     return Cat(*(Cat(*(onehot[i] for i in range(n) if (i >> k) & 1)).any()
                  for k in range(width)))
-
-
-def _at_most(v: Any, k: int) -> Any:
-    """Whether ``v`` has at most ``k`` (1 or 2) set bits: popcounts of groups of 4 saturated
-    at 3, added in a tree of saturating 2-bit adds (no carry chain)."""
-    n = len(v)
-    counts = []
-    for i in range(0, n, 4):
-        g = [v[j] for j in range(i, min(n, i + 4))]
-        ge1 = Cat(*g).any()
-        ge2 = Cat(*(g[a] & g[b] for a in range(len(g)) for b in range(a + 1, len(g)))).any()
-        ge3 = Cat(*(g[a] & g[b] & g[c] for a in range(len(g)) for b in range(a + 1, len(g))
-                    for c in range(b + 1, len(g)))).any()
-        # 2-bit saturated count: 0, 1, 2, 3 (>= 3)
-        counts.append(Cat(ge1 & ~ge2 | ge3, ge2))
-    while len(counts) > 1:
-        nxt = []
-        for i in range(0, len(counts) - 1, 2):
-            a, b = counts[i], counts[i + 1]
-            total = a + b                               # 0..6, saturated to 3
-            nxt.append(Mux(total > 3, 3, total)[:2])
-        if len(counts) % 2:
-            nxt.append(counts[-1])
-        counts = nxt
-    return counts[0] <= k

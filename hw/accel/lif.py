@@ -128,14 +128,22 @@ class LIFPipe(wiring.Component):
         lane_first = [Signal(name=f"first_{p}", init=p % 2, attrs={"keep": 1}) for p in range(L)]
         m.d.sync += [lk.eq(grp_k[p // 8]) for p, lk in enumerate(lane_k)]
         m.d.sync += [lf.eq(grp_first[p // 8]) for p, lf in enumerate(lane_first)]
-        # c1: the parameters registered, 2^(b-1) and 2^(b-1) - 1 decoded from b
+        # c1: the parameters registered, 2^(b-1) and 2^(b-1) - 1 decoded from b: one copy per
+        # group of 8 lanes (their operands) and one for the saturation constants (``keep``:
+        # one register into every lane's subtractors and the constants would be spread over
+        # all of them)
         b = pay.params.membrane_bits
-        half = Signal(signed(W), name="half_c1", reset_less=True)
-        hm1 = Signal(signed(W), name="hm1_c1", reset_less=True)
-        theta = Signal(signed(W), name="theta_c1", reset_less=True)
-        m.d.sync += [half.eq(Cat(*(b == i + 1 for i in range(B)))),
-                     hm1.eq(Cat(*(b > i + 1 for i in range(B)))),
-                     theta.eq(pay.params.threshold)]
+        pset = []
+        for j in range(ngr + 1):
+            sfx = "s" if j == ngr else f"g{j}"
+            half_j, hm1_j, theta_j = (Signal(signed(W), name=f"{n}_c1_{sfx}", reset_less=True,
+                                             attrs={"keep": 1})
+                                      for n in ("half", "hm1", "theta"))
+            m.d.sync += [half_j.eq(Cat(*(b == i + 1 for i in range(B)))),
+                         hm1_j.eq(Cat(*(b > i + 1 for i in range(B)))),
+                         theta_j.eq(pay.params.threshold)]
+            pset.append((half_j, hm1_j, theta_j))
+        half, hm1, theta = pset[ngr]
         cur1 = Signal(data.ArrayLayout(signed(self._cb), L), name="cur_c1", reset_less=True)
         m.d.sync += cur1.eq(pay.current)
         # c2: the saturation constants (needed at c5)
@@ -153,7 +161,7 @@ class LIFPipe(wiring.Component):
         new = Signal(lay)
         spikes = Signal(L)
         for p in range(L):
-            ops = operands(cur1[p], theta, half)
+            ops = operands(cur1[p], pset[p // 8][2], pset[p // 8][0])
             q2 = {n: Signal(signed(w), name=f"q_{n}_{p}_c2", reset_less=True)
                   for n, w in qw.items()}
             m.d.sync += [q2[n].eq(ops[n]) for n in q2]

@@ -7,7 +7,7 @@ stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, whe
   ``G1 * H * W * period + 3T + 16`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
-  ``sum over LIF stages (N_s + 31) + N_out + K + 18`` where ``N`` is the stage's tick count,
+  ``sum over LIF stages (N_s + 34) + N_out + K + 20`` where ``N`` is the stage's tick count,
   one tick per two set bits of a map word (``max(1, ceil(n / 2))`` ticks for a word with
   ``n``; the output stage one per set bit), one for a zero word, one per virtual position
   (two per row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
@@ -34,7 +34,7 @@ from .plan import AccelPlan, EventStage, make_plan
 from .scanner import FILL_LATENCY
 
 #: Clocks a LIF stage costs beyond its ticks (start, the map read's fill, pipeline drain).
-STAGE_OVERHEAD = 26 + FILL_LATENCY
+STAGE_OVERHEAD = 27 + FILL_LATENCY
 #: Events (input spikes of one map word) a LIF stage's tick carries; the output stage's
 #: ticks carry one.
 EVENTS_PER_TICK = 2

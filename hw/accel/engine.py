@@ -23,10 +23,10 @@ written by its first contribution before it is read (a reset or an aborted image
 stale currents behind). A linear stage is a 1x1 map whose virtual channels' weights sit in
 one of 9 tap slots of a row; the slot's weights go to the centre accumulator.
 
-Pipeline (clock after the scanner's registered tick): E0 weight row addresses, E1 weight row
-reads, E2 the reads registered twice on their way from the block RAMs to the window, E3 the
-two events' weights summed per tap and lane, E4 window update (and flush capture), F1
-line-buffer read, F2 add and write, F3 LIF accept; the LIF spikes appear
+Pipeline (clock after the scanner's tick, registered again on arrival): E0 weight row
+addresses, E1 weight row reads, E2 the reads registered twice on their way from the block RAMs
+to the window, E3 the two events' weights summed per tap and lane, E4 window update (and flush
+capture), F1 line-buffer read, F2 add and write, F3 LIF accept; the LIF spikes appear
 :data:`~.lif.LATENCY` clocks later, then the map writer.
 A layer with a bias adds its lanes' biases to the flushed final column in F2 (``f2``): the
 ``bmem`` ROM row ``bbase + g`` is read at F1 with the flushed column's group, so the current
@@ -157,18 +157,23 @@ class Engine(wiring.Component):
             m.submodules[f"wmem{k}"] = mem
             taps_rd.append((mem.read_port(), mem.read_port()))   # the tick's two events
 
-        # ---- E0: tick and address copies registered; E1: weight row reads; E2: the reads
+        # ---- the tick registered where it lands (``tick_in``: the scanner stays compact; the
+        # address copies below are spread over the die with the block RAMs they address);
+        # E0: tick and address copies registered; E1: weight row reads; E2: the reads
         # registered twice (the taps' block RAMs are spread over the die, the window is not);
         # E3: the two events' taps summed (masked by their ``ev``); E4: window ---------------
         # (the tick's control goes through one register more than the addresses, ``tick_a``,
         # so everything after it lines up with the second weight register)
+        ti = Signal(self._tick, name="tick_in")
+        vi = Signal(name="v_in")
+        m.d.sync += [ti.eq(self.tick.payload), vi.eq(self.tick.valid)]
         ta = Signal(self._tick, name="tick_a")
         va = Signal(name="v_a")
         t0 = Signal(self._tick, name="tick0")
         v0 = Signal()
-        m.d.sync += [ta.eq(self.tick.payload), va.eq(self.tick.valid), t0.eq(ta), v0.eq(va)]
+        m.d.sync += [ta.eq(ti), va.eq(vi), t0.eq(ta), v0.eq(va)]
         for k, ports in enumerate(taps_rd):
-            addrs = (self.tick.payload.waddr, self.tick.payload.waddr2)
+            addrs = (ti.waddr, ti.waddr2)
             for e, (rd, addr) in enumerate(zip(ports, addrs, strict=True)):
                 wa = Signal.like(t0.waddr, name=f"waddr{k}_{e}", attrs={"keep": 1})
                 m.d.sync += wa.eq(addr)
@@ -362,8 +367,8 @@ class Engine(wiring.Component):
             li.tag.last_g.eq(f2_last_g),
         ]
         wiring.connect(m, wiring.flipped(self.o), lif.o)
-        m.d.comb += self.busy.eq(self.tick.valid | va | v0 | v1 | v2 | v3 | f1_on | f2_on | f3_on
-                                 | lif.busy)
+        m.d.comb += self.busy.eq(self.tick.valid | vi | va | v0 | v1 | v2 | v3 | f1_on | f2_on
+                                 | f3_on | lif.busy)
         return m
 
 

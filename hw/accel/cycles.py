@@ -7,7 +7,7 @@ stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, whe
   ``G1 * H * W * period + 3T + 16`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
-  ``sum over LIF stages (N_s + 34) + N_out + K + 20`` where ``N`` is the stage's tick count,
+  ``sum over LIF stages (N_s + 35) + N_out + K + 21`` where ``N`` is the stage's tick count,
   one tick per two set bits of a map word (``max(1, ceil(n / 2))`` ticks for a word with
   ``n``; the output stage one per set bit), one for a zero word, one per virtual position
   (two per row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.

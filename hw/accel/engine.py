@@ -308,19 +308,20 @@ class Engine(wiring.Component):
         m.d.sync += [f2_on.eq(f1_on), f2_meta.eq(f1_meta)]
         y2 = f2_meta.y
         # per-bank roles, write enables and data selects, decided in F1 (registered); the
-        # selects of the bank outputs, one copy per lane group
+        # selects of the bank outputs, one copy per 4 lanes (each drives 4 lanes' adders)
+        n4 = (L + 3) // 4
         f2_wen = [Signal(name=f"f2_wen{k}") for k in range(3)]
         f2_mid = [Signal(name=f"f2_mid{k}") for k in range(3)]
-        sel_mid = [[Signal(name=f"f2_smid{k}_{j}", attrs={"keep": 1}) for j in range(ng)]
+        sel_mid = [[Signal(name=f"f2_smid{k}_{j}", attrs={"keep": 1}) for j in range(n4)]
                    for k in range(3)]
-        sel_fin = [[Signal(name=f"f2_sfin{k}_{j}", attrs={"keep": 1}) for j in range(ng)]
+        sel_fin = [[Signal(name=f"f2_sfin{k}_{j}", attrs={"keep": 1}) for j in range(n4)]
                    for k in range(3)]
         y1 = f1_meta.y
         for k in range(3):
             mid_k, first_k = _role(f1_meta.ym3, k, "mid"), _role(f1_meta.ym3, k, "first")
             m.d.sync += [f2_mid[k].eq(mid_k),
                          f2_wen[k].eq(f1_on & Mux(mid_k, y1 <= cfg.h1, first_k & (y1 < cfg.h1)))]
-            for j in range(ng):
+            for j in range(n4):
                 m.d.sync += [sel_mid[k][j].eq(mid_k),
                              sel_fin[k][j].eq(_role(f1_meta.ym3, k, "final"))]
         f2_final = Signal()
@@ -330,19 +331,19 @@ class Engine(wiring.Component):
                      f2_last_g.eq(f1_meta.g == cfg.g1)]
         old_mid = Signal(lane)
         old_final = Signal(lane)
-        for j, lanes_j in enumerate(groups):
-            for lane_i in lanes_j:
-                m.d.comb += [
-                    old_mid[lane_i].eq(Mux(sel_mid[0][j], rb[0][lane_i],
-                                           Mux(sel_mid[1][j], rb[1][lane_i], rb[2][lane_i]))),
-                    old_final[lane_i].eq(Mux(sel_fin[0][j], rb[0][lane_i],
-                                             Mux(sel_fin[1][j], rb[1][lane_i], rb[2][lane_i]))),
-                ]
-        y2_zero = [Signal(name=f"f2_y0_{j}", attrs={"keep": 1}) for j in range(ng)]
+        for lane_i in range(L):
+            j = lane_i // 4
+            m.d.comb += [
+                old_mid[lane_i].eq(Mux(sel_mid[0][j], rb[0][lane_i],
+                                       Mux(sel_mid[1][j], rb[1][lane_i], rb[2][lane_i]))),
+                old_final[lane_i].eq(Mux(sel_fin[0][j], rb[0][lane_i],
+                                         Mux(sel_fin[1][j], rb[1][lane_i], rb[2][lane_i]))),
+            ]
+        y2_zero = [Signal(name=f"f2_y0_{j}", attrs={"keep": 1}) for j in range(n4)]
         m.d.sync += [z.eq(f1_y0) for z in y2_zero]
-        for j, lanes_j in enumerate(groups):
-            for lane_i in lanes_j:
-                m.d.sync += mid3[lane_i].eq(f2[1][lane_i] + Mux(y2_zero[j], 0, old_mid[lane_i]))
+        for lane_i in range(L):
+            m.d.sync += mid3[lane_i].eq(f2[1][lane_i] + Mux(y2_zero[lane_i // 4], 0,
+                                                            old_mid[lane_i]))
         m.d.sync += first3.eq(f2[2])
         f3_on = Signal()
         m.d.sync += f3_on.eq(f2_on)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,9 +39,9 @@ from .maps import MAP_READ_LATENCY
 #: Clocks from a read address to its word on ``rd_data``: the map's
 #: (:data:`~.maps.MAP_READ_LATENCY`), then the source select's register.
 READ_LATENCY = MAP_READ_LATENCY + 1
-#: Clocks from a read address to its FIFO entry: the read, then the word's popcount
-#: (:data:`~.blocks.POP_LATENCY`).
-FILL_LATENCY = READ_LATENCY + POP_LATENCY
+#: Clocks from a read address to its FIFO entry: the read, the word's popcount
+#: (:data:`~.blocks.POP_LATENCY`), then the entry registered before it fans out to the FIFO.
+FILL_LATENCY = READ_LATENCY + POP_LATENCY + 1
 
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
@@ -172,13 +172,13 @@ class Scanner(wiring.Component):
         pair = Signal(name="pair")           # two events per tick (not the output stage)
         m.d.sync += pair.eq(~cfg.out)
         names = ("nxt", "lo", "hi")
-        fifo_item = [Signal(item, name=f"fifo_item{k}") for k in range(depth)]
-        fifo_v = {n: [Signal(L, name=f"fifo_{n}{k}", reset_less=True) for k in range(depth)]
-                  for n in names}
-        fifo_f = {n: [Signal(name=f"fifo_{n}{k}", reset_less=True) for k in range(depth)]
-                  for n in ("nz", "two", "fin")}
-        wp = Signal(range(depth))
-        rp = Signal(range(depth))
+        rem_bits = max(1, L.bit_length())
+        entry = data.StructLayout({"item": item, "nxt": L, "lo": L, "hi": L, "nz": 1, "two": 1,
+                                   "fin": 1, "rem": rem_bits})
+        # the FIFO is a shift register with its head at entry 0 (B loads entry 0, no read
+        # multiplexer in the take loop); ``occ`` is its occupancy, one-hot
+        fifo = [Signal(entry, name=f"fifo{k}", reset_less=True) for k in range(depth)]
+        occ = Signal(depth + 1, name="occ", init=1)
         inflight_on = [Signal(name=f"fl_on{k}") for k in range(FILL_LATENCY)]
         inflight = [Signal(item, name=f"fl_item{k}") for k in range(FILL_LATENCY)]
         b_on = Signal(attrs={"keep": 1})    # keep: never merged with its copy below
@@ -190,15 +190,13 @@ class Scanner(wiring.Component):
         fresh = Signal()
         b_fin = Signal()
         m.d.comb += b_fin.eq(b_on & (~b.word | fin))
-        stored = Signal(range(depth + 1))    # items in the FIFO
-        nonempty = Signal()
         # ``take`` loads ~L*3 + item bits; a copy of it, computed from copies of its inputs
         # (keep registers), steers the counters
         cp = {n: Signal(name=f"{n}_c", attrs={"keep": 1}) for n in ("b_on", "word", "fin")}
-        m.d.comb += take_c.eq((stored != 0) & (~cp["b_on"] | ~cp["word"] | cp["fin"]))
+        empty_c = Signal(name="empty_c", init=1, attrs={"keep": 1})     # occ[0], a copy
+        m.d.comb += take_c.eq(~empty_c & (~cp["b_on"] | ~cp["word"] | cp["fin"]))
         m.d.comb += [
-            nonempty.eq(stored != 0),
-            take.eq(nonempty & (~b_on | b_fin)),
+            take.eq(~occ[0] & (~b_on | b_fin)),
             self.rd_addr.eq(self._ra),
             self.busy.eq(self._a_on | (count != 0) | b_on),
         ]
@@ -218,37 +216,46 @@ class Scanner(wiring.Component):
         # the scanner's slowest path). An entry's count comes from the word's pipelined
         # popcount, the word delayed to meet it.
         per_tick = Mux(pair, 2, 1)
-        rem_bits = max(1, L.bit_length())
-        fifo_rem = [Signal(rem_bits, name=f"fifo_rem{k}", reset_less=True) for k in range(depth)]
         rem = Signal(rem_bits, name="b_rem")
         pc, _, _ = popcount(m, self.rd_data, inflight_on[READ_LATENCY - 1], "rd_pop")
         # the entry's bits, registered beside the popcount's last step (a virtual item's word
         # is 0: the mask comes after the arithmetic on the word read)
-        assert POP_LATENCY >= 1
+        assert POP_LATENCY >= 1 and FILL_LATENCY >= 3
         rd = delay(m, self.rd_data, POP_LATENCY - 1, "rd")
-        is_word = inflight[-1].word
+        is_word = inflight[-2].word
         sr = {n: Signal(L, name=f"rd_{n}", reset_less=True) for n in names}
-        m.d.sync += [sr[n].eq(Mux(inflight[-2].word, v, 0)) for n, v in state(rd).items()]
-        with m.If(push):
-            m.d.sync += [Array(fifo_item)[wp].eq(inflight[-1]),
-                         Array(fifo_f["nz"])[wp].eq(is_word & (pc != 0)),
-                         Array(fifo_f["two"])[wp].eq(is_word & pair & (pc >= 2)),
-                         Array(fifo_f["fin"])[wp].eq(~is_word | (pc <= per_tick)),
-                         Array(fifo_rem)[wp].eq(Mux(is_word & (pc > per_tick), pc - per_tick,
-                                                    0)),
-                         wp.eq(Mux(wp == depth - 1, 0, wp + 1))]
-            m.d.sync += [Array(fifo_v[n])[wp].eq(sr[n]) for n in names]
-        with m.If(take):
-            m.d.sync += rp.eq(Mux(rp == depth - 1, 0, rp + 1))
-        m.d.sync += stored.eq(stored + push - take_c)
+        m.d.sync += [sr[n].eq(Mux(inflight[-3].word, v, 0)) for n, v in state(rd).items()]
+        # the entry, registered before it fans out to every FIFO entry
+        new = Signal(entry, name="fifo_new", reset_less=True)
+        m.d.sync += [new.item.eq(inflight[-2]), new.nz.eq(is_word & (pc != 0)),
+                     new.two.eq(is_word & pair & (pc >= 2)),
+                     new.fin.eq(~is_word | (pc <= per_tick)),
+                     new.rem.eq(Mux(is_word & (pc > per_tick), pc - per_tick, 0)),
+                     *(getattr(new, n).eq(sr[n]) for n in names)]
+        # entry k: the new entry if it lands there (at the occupancy after this take), else
+        # the next entry on a take
+        for k in range(depth):
+            land = push & Mux(take, occ[k + 1], occ[k])
+            with m.If(land):
+                m.d.sync += fifo[k].eq(new)
+            with m.Elif(take):
+                if k + 1 < depth:
+                    m.d.sync += fifo[k].eq(fifo[k + 1])
+        with m.If(push & ~take):
+            m.d.sync += occ.eq(occ << 1)
+        with m.Elif(take & ~push):
+            m.d.sync += occ.eq(occ >> 1)
+        with m.If(push & ~take_c):
+            m.d.sync += empty_c.eq(0)
+        with m.Elif(take_c & ~push):
+            m.d.sync += empty_c.eq(occ[1])
         sn = state(bv["nxt"])
+        head = fifo[0]
         with m.If(take):
-            m.d.sync += [b.eq(Array(fifo_item)[rp]), b_on.eq(1), fresh.eq(1),
-                         cur_nz.eq(Array(fifo_f["nz"])[rp]), two.eq(Array(fifo_f["two"])[rp]),
-                         fin.eq(Array(fifo_f["fin"])[rp]), rem.eq(Array(fifo_rem)[rp]),
-                         cp["b_on"].eq(1), cp["word"].eq(Array(fifo_item)[rp].word),
-                         cp["fin"].eq(Array(fifo_f["fin"])[rp])]
-            m.d.sync += [bv[n].eq(Array(fifo_v[n])[rp]) for n in names]
+            m.d.sync += [b.eq(head.item), b_on.eq(1), fresh.eq(1), cur_nz.eq(head.nz),
+                         two.eq(head.two), fin.eq(head.fin), rem.eq(head.rem),
+                         cp["b_on"].eq(1), cp["word"].eq(head.item.word), cp["fin"].eq(head.fin)]
+            m.d.sync += [bv[n].eq(getattr(head, n)) for n in names]
         with m.Elif(b_fin):
             m.d.sync += [b_on.eq(0), cp["b_on"].eq(0)]
         with m.Elif(b_on):

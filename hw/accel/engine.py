@@ -198,11 +198,11 @@ class Engine(wiring.Component):
                         with m.Case(k):
                             m.d.comb += slot_w[e].eq(w2[e][k])
 
-        ngw = (L + 7) // 8
+        ng = (L + 7) // 8                   # lane groups of 8 (copies, line-buffer banks)
         # E3: per tap and lane, the sum of the two events' weights (each masked by its ``ev``
         # copy, two registers from tick 0); a linear stage's slot weights go to the centre only
-        evc = _flag_copies(m, v0, t0, ("ev", "ev2"), count=9 * ngw, tag="ev")
-        lin = copies(m, (cfg.linear,), ("linear",), count=9 * ngw, tag="lin")
+        evc = _flag_copies(m, v0, t0, ("ev", "ev2"), count=9 * ng, tag="ev")
+        lin = copies(m, (cfg.linear,), ("linear",), count=9 * ng, tag="lin")
         psum = [Signal(data.ArrayLayout(signed(WB + 1), L), name=f"psum{k}", reset_less=True)
                 for k in range(9)]
         for i in range(3):
@@ -213,7 +213,7 @@ class Engine(wiring.Component):
                     tap = w2[e][k]
                     taps.append(tap)
                 for lane_i in range(L):
-                    c = (i * 3 + j) * ngw + lane_i // 8
+                    c = (i * 3 + j) * ng + lane_i // 8
                     ev1, ev2 = evc[c]
                     t = [taps[e][lane_i] for e in range(2)]
                     if has_linear:      # a linear stage: the slot weights, at the centre only
@@ -224,12 +224,12 @@ class Engine(wiring.Component):
         # E4: the window (moves and pass starts: copies two registers from tick 1)
         win = [[Signal(lane, name=f"win{i}{j}", reset_less=True) for j in range(3)]
                for i in range(3)]
-        ctl = _flag_copies(m, v1, tick1, ("mv", "ps"), count=9 * ngw)
+        ctl = _flag_copies(m, v1, tick1, ("mv", "ps"), count=9 * ng)
         for i in range(3):
             for j in range(3):
                 nxt = win[i][j + 1] if j < 2 else None
                 for lane_i in range(L):
-                    mv_c, ps = ctl[(i * 3 + j) * ngw + lane_i // 8]
+                    mv_c, ps = ctl[(i * 3 + j) * ng + lane_i // 8]
                     if nxt is not None:
                         base = Mux(ps, 0, Mux(mv_c, nxt[lane_i], win[i][j][lane_i]))
                     else:
@@ -242,9 +242,8 @@ class Engine(wiring.Component):
         f1 = [Signal(lane, name=f"f1_{i}", reset_less=True) for i in range(3)]
         for i in range(3):
             for lane_i in range(L):
-                with m.If(ctl[(i * 3) * ngw + lane_i // 8][0]):
+                with m.If(ctl[(i * 3) * ng + lane_i // 8][0]):
                     m.d.sync += f1[i][lane_i].eq(win[i][0][lane_i])
-        ng = (L + 7) // 8
         fmv = [c[0] for c in _flag_copies(m, v1, tick1, ("mv",), count=1 + 3 * ng, tag="fmv")]
         ox_ok3 = Signal(name="ox_ok3")      # tick3's 2 <= x <= w1 + 2, registered from tick 2
         lbx3 = Signal.like(tick3.lb, name="lbx3")   # tick3.lb + tick3.x - 2, likewise

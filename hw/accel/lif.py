@@ -133,16 +133,15 @@ class LIFPipe(wiring.Component):
         # one register into every lane's subtractors and the constants would be spread over
         # all of them)
         b = pay.params.membrane_bits
+        decoded = (Cat(*(b == i + 1 for i in range(B))), Cat(*(b > i + 1 for i in range(B))),
+                   pay.params.threshold)
         pset = []
         for j in range(ngr + 1):
             sfx = "s" if j == ngr else f"g{j}"
-            half_j, hm1_j, theta_j = (Signal(signed(W), name=f"{n}_c1_{sfx}", reset_less=True,
-                                             attrs={"keep": 1})
-                                      for n in ("half", "hm1", "theta"))
-            m.d.sync += [half_j.eq(Cat(*(b == i + 1 for i in range(B)))),
-                         hm1_j.eq(Cat(*(b > i + 1 for i in range(B)))),
-                         theta_j.eq(pay.params.threshold)]
-            pset.append((half_j, hm1_j, theta_j))
+            regs = tuple(Signal(signed(W), name=f"{n}_c1_{sfx}", reset_less=True,
+                                attrs={"keep": 1}) for n in ("half", "hm1", "theta"))
+            m.d.sync += [r.eq(v) for r, v in zip(regs, decoded, strict=True)]
+            pset.append(regs)
         half, hm1, theta = pset[ngr]
         cur1 = Signal(data.ArrayLayout(signed(self._cb), L), name="cur_c1", reset_less=True)
         m.d.sync += cur1.eq(pay.current)

@@ -25,7 +25,8 @@ Ports (Verilog names ``<port>__<member>``)
 
 Reset: synchronous, active high (``rst``), clears every control register; no memory needs
 clearing (the line buffer is written before it is read, membranes start from 0 at step 0,
-the output accumulators at each image).
+the output accumulators at each image, the masks of nonzero words are written by each image's
+stage before the next stage reads them).
 """
 
 from __future__ import annotations
@@ -128,21 +129,25 @@ class Accelerator(wiring.Component):
         p = self._plan
         recs = []
         n = len(p.counters)
-        for s in p.stages:
+        for k, s in enumerate(p.stages):
             recs.append({
                 "scan": {"out": 0, "linear": int(s.kind == "linear"), "h1": s.h - 1,
-                         "w1": s.w - 1, "gin1": s.g_in - 1, "g1": s.g - 1,
+                         "w1": s.w - 1, "gin1": 0 if s.skip else s.g_in - 1, "g1": s.g - 1,
                          "t1": p.timesteps - 1, "wbase": s.wbase,
                          "gstride": s.c_in if s.kind == "conv" else s.g_in * p.rows_per_word,
                          "rowwords": s.w * s.g_in, "w": s.w, "hw": s.h * s.w,
-                         "wlast": s.w + 1, "hlast": s.h},
+                         "wlast": s.w + 1, "hlast": s.h, "skip": int(s.skip),
+                         "xstep": s.g_in if s.skip else 1,
+                         "gmask": (1 << s.g_in) - 1 if s.skip else 0,
+                         "nzmap": int(s.src == "P1")},
                 "engine": {"h1": s.h - 1, "w1": s.w - 1, "g1": s.g - 1,
                            "linear": int(s.kind == "linear"),
                            **({"bbase": s.bbase} if len(p.engine_bias) else {}),
                            "params": {"threshold": s.threshold, "leak_shift": s.leak_shift,
                                       "membrane_bits": s.membrane_bits}},
                 "writer": {"pooled": int(bool(s.pool)), "g": s.g,
-                           "rowstride": s.wo * s.g},
+                           "rowstride": s.wo * s.g, "nzrec": int(p.records_nz(k)),
+                           "wo": s.wo, "nzmap": int(s.dst == "P1")},
                 "src": MAPS.index(s.src), "dst": MAPS.index(s.dst), "out": 0,
                 "count": max(s.count, 0) % max(1, n), "has_count": int(s.count >= 0),
                 "pool_count": max(s.pool_count, 0), "has_pool": int(s.pool_count >= 0),
@@ -151,10 +156,11 @@ class Accelerator(wiring.Component):
         recs.append({
             "scan": {"out": 1, "linear": 0, "h1": 0, "w1": 0, "gin1": o.in_words - 1, "g1": 0,
                      "t1": p.timesteps - 1, "wbase": 0, "gstride": 0, "rowwords": 0, "w": 1,
-                     "hw": 1, "wlast": 0, "hlast": 0},
+                     "hw": 1, "wlast": 0, "hlast": 0, "skip": 0, "xstep": 1, "gmask": 0,
+                     "nzmap": 0},
             "engine": {"h1": 0, "w1": 0, "g1": 0, "linear": 0,
                        "params": {"threshold": 1, "leak_shift": 0, "membrane_bits": 2}},
-            "writer": {"pooled": 0, "g": 1, "rowstride": 0},
+            "writer": {"pooled": 0, "g": 1, "rowstride": 0, "nzrec": 0, "wo": 1, "nzmap": 0},
             "src": MAPS.index(o.src), "dst": 0, "out": 1, "count": 0, "has_count": 0,
             "pool_count": 0, "has_pool": 0,
         })
@@ -168,7 +174,7 @@ class Accelerator(wiring.Component):
         depth_all = max(p.map_depth.values())
         scan_cfg = scan_config_layout(lanes=L, h=dims["h"], w=dims["w"], g_in=dims["g_in"],
                                       g=dims["g"], t=p.timesteps, wrows=max(1, p.wrows),
-                                      map_depth=depth_all)
+                                      map_depth=depth_all, nz_width=p.nz_width)
         tick = tick_layout(lanes=L, h=dims["h"], w=dims["w"], g_in=dims["g_in"], g=dims["g"],
                            t=p.timesteps, wrows=max(2, p.wrows, p.out.wrows),
                            lb_depth=p.linebuf_depth, u_depth=p.umem_depth)
@@ -180,7 +186,9 @@ class Accelerator(wiring.Component):
         m.submodules.scanner = scanner = Scanner(lanes=L, cfg_layout=scan_cfg, tick_shape=tick,
                                                  map_depth=depth_all,
                                                  rows_per_word=p.rows_per_word,
-                                                 linear=any(s.kind == "linear" for s in p.stages))
+                                                 linear=any(s.kind == "linear" for s in p.stages),
+                                                 nz_width=p.nz_width,
+                                                 nz_pos_bits=p.nz_pos_bits)
         m.submodules.engine = engine = Engine(plan=p, tick_shape=tick)
         m.submodules.writer = writer = MapWriter(plan=p, in_shape=engine.o.payload.shape())
         m.submodules.outunit = outu = OutUnit(plan=p, tick_shape=tick)
@@ -308,6 +316,14 @@ class Accelerator(wiring.Component):
                 sm = maps[name]
                 m.d.comb += [sm.wr_addr.eq(writer.wr_addr), sm.wr_data.eq(writer.wr_data),
                              sm.wr_en.eq(writer.wr_en & (cfg.dst == MAPS.index(name)))]
+        if p.nz_width:
+            # the masks of nonzero words (both P maps, ``Cat(position, map)``): the writer
+            # writes the map a stage writes, the scanner reads the one it reads
+            nz = SpikeMap(width=p.nz_width, depth=2 << p.nz_pos_bits)
+            m.submodules.map_nz = nz
+            m.d.comb += [nz.wr_addr.eq(writer.nz_addr), nz.wr_data.eq(writer.nz_data),
+                         nz.wr_en.eq(writer.nz_en), nz.rd_addr.eq(scanner.nz_addr),
+                         scanner.nz_data.eq(nz.rd_data)]
         m.d.comb += [self.mon.b_en.eq(writer.wr_en), self.mon.b_addr.eq(writer.wr_addr),
                      self.mon.b_data.eq(writer.wr_data), self.mon.b_stage.eq(s_idx)]
         for k in range(nc):     # (a stage's counters are distinct: never both at once)

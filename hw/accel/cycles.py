@@ -7,10 +7,11 @@ stream runs at one image per ``interval = max(front + 1, back + 1)`` clocks, whe
   ``G1 * H * W * period + 3T + 16`` with ``period = max(C_in * 9, 3T)``
   (:func:`~.front.front_cycles`);
 * ``back`` (``debug.back_cycles``) follows the scanner's walk on the image's real spikes:
-  ``sum over LIF stages (N_s + 35) + N_out + K + 21`` where ``N`` is the stage's tick count,
+  ``sum over LIF stages (N_s + 42) + N_out + K + 28`` where ``N`` is the stage's tick count,
   one tick per two set bits of a map word (``max(1, ceil(n / 2))`` ticks for a word with
-  ``n``; the output stage one per set bit), one for a zero word, one per virtual position
-  (two per row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
+  ``n``; the output stage one per set bit), one for a zero word (in a skipping stage one for
+  a position whose words are all zero, none for the zero words of other positions), one per
+  virtual position (two per row pass, ``W + 2`` per virtual row pass) — see :mod:`.scanner`.
 
 :func:`image_cycles` evaluates both on the golden model's spikes
 (``golden.run(..., record={"spikes"})``); the tests require equality with the RTL's counters.
@@ -31,15 +32,18 @@ import numpy as np
 from ...golden import Result
 from ...model import Model
 from .plan import AccelPlan, EventStage, make_plan
-from .scanner import FILL_LATENCY
+from .scanner import FILL_LATENCY, POS_FILL_LATENCY
 
-#: Clocks a LIF stage costs beyond its ticks (start, the map read's fill, pipeline drain).
-STAGE_OVERHEAD = 27 + FILL_LATENCY
+#: Clocks the scanner takes from its start to its first tick, beyond its two fills: A's
+#: first issue, the position FIFO's push and X's load.
+SCAN_START = 2
+#: Clocks a LIF stage costs beyond its ticks (start, the scanner's fills, pipeline drain).
+STAGE_OVERHEAD = 27 + SCAN_START + POS_FILL_LATENCY + FILL_LATENCY
 #: Events (input spikes of one map word) a LIF stage's tick carries; the output stage's
 #: ticks carry one.
 EVENTS_PER_TICK = 2
 #: Clocks of the back's sequencing beyond the stages' ticks and the argmax (``K``).
-BACK_OVERHEAD = 13 + FILL_LATENCY
+BACK_OVERHEAD = 13 + SCAN_START + POS_FILL_LATENCY + FILL_LATENCY
 #: Front clocks beyond ``G1 * H * W * period``: ``3T + FRONT_FILL``.
 FRONT_FILL = 16
 
@@ -68,8 +72,11 @@ def word_pops(spikes: np.ndarray, lanes: int) -> np.ndarray:
 
 def stage_ticks(st: EventStage, pops: np.ndarray, timesteps: int) -> int:
     """Ticks of one LIF stage on its input map's popcounts ``[T, H, W, G_in]``: a word with
-    ``n`` set bits takes ``max(1, ceil(n / 2))`` (two events per tick)."""
+    ``n`` set bits takes ``max(1, ceil(n / 2))`` (two events per tick); in a skipping stage
+    a position takes ``max(1, sum(ceil(n / 2)))`` over its words (zero words cost nothing)."""
     pops = -(-pops // EVENTS_PER_TICK)
+    if st.skip:
+        pops = pops.sum(axis=-1, keepdims=True)
     per_word = np.maximum(pops, 1).reshape(timesteps, -1).sum(axis=1)  # per step
     if st.kind == "conv":
         rows = np.maximum(pops, 1).sum(axis=(2, 3))                    # [T, H]

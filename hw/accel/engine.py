@@ -44,7 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -84,13 +84,17 @@ def lif_tag_layout(plan: AccelPlan) -> data.StructLayout:
 
 def writer_config_layout(plan: AccelPlan) -> data.StructLayout:
     """Per-stage settings of the map writer: ``pooled``, ``g`` (groups) and ``rowstride``
-    (words of one written row: ``W*G`` or ``W/2*G``)."""
+    (words of one written row: ``W*G`` or ``W/2*G``); ``nzrec`` (record the positions' masks
+    of nonzero words: the next stage skips), ``wo`` (positions of a written row) and
+    ``nzmap`` (the map written, 0 for ``P0``)."""
     depth = max(plan.map_depth.values())
     gmax = max([s.g for s in plan.stages], default=1)
+    wmax = max([s.wo for s in plan.stages], default=1)
     return data.StructLayout({
         "pooled": 1,
         "g": unsigned(max(1, gmax.bit_length())),
         "rowstride": unsigned(max(1, depth.bit_length())),
+        "nzrec": 1, "wo": unsigned(max(1, wmax.bit_length())), "nzmap": 1,
     })
 
 
@@ -394,6 +398,9 @@ class MapWriter(wiring.Component):
     cfg : ``In(writer_config_layout(plan))``. start : ``In(1)`` resets the addresses.
     i : ``In(stream.Signature(...))`` the engine's ``o``.
     wr_addr, wr_data, wr_en : ``Out`` the output map's write port.
+    nz_addr, nz_data, nz_en : ``Out`` the mask memory's write port (``nzrec`` stages: one
+        write per position, ``Cat(position, nzmap)``, its ``G`` words' ``!= 0`` bits, when the
+        last group's word is written).
     lif_pop, pool_pop : ``Out`` popcounts of a LIF word (every update) and of a written pooled
         word, valid with ``lif_inc`` and ``pool_inc`` (:data:`~.blocks.POP_LATENCY` clocks
         after the word). busy : ``Out(1)`` a popcount is still in its pipeline.
@@ -408,6 +415,8 @@ class MapWriter(wiring.Component):
             "start": In(1),
             "i": In(stream.Signature(in_shape, always_ready=True)),
             **spike_write_members(lanes=L, depth=depth),
+            "nz_addr": Out(plan.nz_pos_bits + 1), "nz_data": Out(max(1, plan.nz_width)),
+            "nz_en": Out(1),
             "busy": Out(1),
         })
 
@@ -459,7 +468,46 @@ class MapWriter(wiring.Component):
         # popcounts, pipelined (off the write path); busy until the last one is out
         pop, inc, b1 = popcount(m, spikes, on, "lif_pop")
         ppop, pinc, b2 = popcount(m, both | hold, on & pooled_write, "pool_pop")
+        nz_busy = self._masks(m, cfg, write, gcur, tag) if p.nz_width else 0
         m.d.comb += [self.lif_pop.eq(pop), self.lif_inc.eq(inc),
                      self.pool_pop.eq(ppop), self.pool_inc.eq(pinc),
-                     self.busy.eq(on | b1 | b2)]
+                     self.busy.eq(on | b1 | b2 | nz_busy)]
         return m
+
+    def _masks(self, m: Module, cfg: Any, write: Any, gcur: Any, tag: Any) -> Signal:
+        """The positions' masks of nonzero words (``nzrec``): the write registered (off the
+        map's write path), then its word's ``!= 0`` bit kept per group and column of the row
+        (registers), and the mask written with the last group's word. Returns the busy flag."""
+        p = self._plan
+        G = p.nz_width
+        wmax = max(2, max(s.wo for k, s in enumerate(p.stages) if p.records_nz(k)))
+        xo = Signal(range(wmax), name="nz_x")         # column of the written row
+        rowpos = Signal(p.nz_pos_bits, name="nz_row")  # its first position
+        with m.If(self.start):
+            m.d.sync += [xo.eq(0), rowpos.eq(0)]
+        with m.Elif(write):
+            with m.If(tag.last_x):
+                m.d.sync += xo.eq(0)
+                with m.If(tag.last_g):
+                    m.d.sync += rowpos.eq(rowpos + cfg.wo)
+            with m.Else():
+                m.d.sync += xo.eq(xo + 1)
+        on = Signal(name="nz_on")
+        word = Signal.like(self.wr_data, name="nz_word", reset_less=True)
+        x = Signal.like(xo, name="nz_xr")
+        g = Signal(range(max(2, G)), name="nz_g")
+        last = Signal(name="nz_last")
+        pos = Signal.like(rowpos, name="nz_pos")
+        m.d.sync += [on.eq(write & cfg.nzrec), word.eq(self.wr_data), x.eq(xo),
+                     g.eq(gcur), last.eq(tag.last_g), pos.eq(rowpos + xo)]
+        bit = word.any()
+        row = [Signal(wmax, name=f"nz_rowbits{k}") for k in range(G)]
+        for k in range(G):
+            with m.If(on & (g == k)):
+                m.d.sync += row[k].bit_select(x, 1).eq(bit)
+        m.d.comb += [
+            self.nz_addr.eq(Cat(pos, cfg.nzmap)),
+            self.nz_data.eq(Cat(*(Mux(g == k, bit, row[k].bit_select(x, 1)) for k in range(G)))),
+            self.nz_en.eq(on & last),
+        ]
+        return on

@@ -16,9 +16,19 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-#: Words per bank (the depth of one block RAM column: ECP5 DP16KD 1024 x 18, xc7 RAMB36
-#: 1024 x 36).
+#: Words per bank of a map of 10 or more bits (the depth of one block RAM column: ECP5 DP16KD
+#: 1024 x 18, xc7 RAMB36 1024 x 36); narrower maps (the masks of nonzero words) bank by the
+#: block RAM's deeper shapes (:func:`bank_words`).
 BANK_WORDS = 1024
+
+
+def bank_words(width: int) -> int:
+    """Words per bank of a ``width``-bit map: DP16KD's 16384 x 1, 8192 x 2, 4096 x 4,
+    2048 x 9, else :data:`BANK_WORDS`."""
+    for bits, words in ((1, 16384), (2, 8192), (4, 4096), (9, 2048)):
+        if width <= bits:
+            return words
+    return BANK_WORDS
 #: Clocks from ``rd_addr`` to ``rd_data``: the address register, the RAM, its output register,
 #: the bank select.
 MAP_READ_LATENCY = 4
@@ -53,8 +63,9 @@ class SpikeMap(wiring.Component):
 
     def elaborate(self, platform: Any) -> Module:
         m = Module()
-        n = -(-self._depth // BANK_WORDS)
-        lo = min(len(self.rd_addr), (BANK_WORDS - 1).bit_length())
+        bw = bank_words(self._width)
+        n = -(-self._depth // bw)
+        lo = min(len(self.rd_addr), (bw - 1).bit_length())
         # the write port registered here first (its sources are other units, far away)
         wa = Signal.like(self.wr_addr, name="wa")
         wd = Signal.like(self.wr_data, name="wd")
@@ -65,7 +76,7 @@ class SpikeMap(wiring.Component):
         m.d.sync += ra.eq(self.rd_addr)
         qs = []
         for b in range(n):
-            depth = min(BANK_WORDS, self._depth - b * BANK_WORDS)
+            depth = min(bw, self._depth - b * bw)
             mem = memory.Memory(shape=unsigned(self._width), depth=max(2, depth), init=[],
                                 attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem

@@ -20,7 +20,10 @@ Units and the stages they run
 Spike maps (``L``-bit words, bit ``b`` of word ``((t*H + y)*W + x)*G + g`` is channel
 ``g*L + b`` at step ``t``, pixel ``(y, x)``) live in ``M0``/``M1`` (the front's output,
 double-buffered so the front can run one image ahead) and ``P0``/``P1`` (ping-pong between
-engine stages).
+engine stages). Beside ``P0``/``P1``, the mask memory ``nz`` holds, for each position
+``(t*H + y)*W + x`` of a map a skipping stage reads (:attr:`EventStage.skip`), a ``G``-bit
+mask of its nonzero words (bit ``g``: word ``g`` has a spike), written by the stage that
+writes the map; address ``Cat(position, map)`` (``map`` 0 for ``P0``, 1 for ``P1``).
 
 Weights
     * front ROM ``wfront``: row ``g*C_in*9 + c*9 + ky*3 + kx`` holds ``W[g*L + l, c, ky, kx]``
@@ -132,6 +135,8 @@ class EventStage:
     threshold, leak_shift, membrane_bits : the LIF layer. src, dst : maps read and written.
     count, pool_count : debug counter indices.
     bias, bbase : the layer has a bias; its first row of the engine bias ROM ``bmem``.
+    skip : the scanner skips the zero words of a position (a conv stage reading a ``P`` map
+        with ``g_in >= 2``: the previous stage records each position's nonzero words).
     """
 
     kind: str
@@ -156,6 +161,7 @@ class EventStage:
     pool_count: int
     bias: bool = False
     bbase: int = 0
+    skip: bool = False
 
     @property
     def map_words(self) -> int:
@@ -249,6 +255,22 @@ class AccelPlan:
         return ceil_div(self.lanes, 9)
 
     @property
+    def nz_width(self) -> int:
+        """Bits of a position's nonzero-word mask (``max g_in`` of the skipping stages; 0 when
+        no stage skips: no mask memory)."""
+        return max([s.g_in for s in self.stages if s.skip], default=0)
+
+    @property
+    def nz_pos_bits(self) -> int:
+        """Address bits of one map's masks (one per position of all ``T`` steps)."""
+        n = max([self.timesteps * s.h * s.w for s in self.stages if s.skip], default=1)
+        return max(1, (n - 1).bit_length())
+
+    def records_nz(self, k: int) -> bool:
+        """Whether stage ``k``'s writer records the masks (the next stage skips)."""
+        return k + 1 < len(self.stages) and self.stages[k + 1].skip
+
+    @property
     def pixels(self) -> int:
         c, h, w = self.in_shape
         return c * h * w
@@ -273,6 +295,7 @@ class AccelPlan:
             "umem_depth": self.umem_depth, "map_depth": self.map_depth, "wrows": self.wrows,
             "classes": self.classes, "out_bits": self.out_bits, "counters": self.counters,
             "count_bits": self.count_bits, "rows_per_word": self.rows_per_word,
+            "nz_width": self.nz_width,
             "front": asdict(self.front), "stages": [asdict(s) for s in self.stages],
             "out": asdict(self.out),
         }
@@ -404,7 +427,8 @@ def make_plan(model: Model, lanes: int, *, data_bits: int = 32) -> AccelPlan:
             c_in=ec_in, g_in=eg_in, h=eh, w=ew, c_out=c_out, g=g, ho=ho, wo=wo, wbase=wbase,
             wrows=len(rows), threshold=int(layer.threshold), leak_shift=int(layer.leak_shift),
             membrane_bits=int(layer.membrane_bits), src=src, dst=dst, count=counter(layer),
-            pool_count=counter(pool), bias=layer.has_bias, bbase=sum(map(len, ebias))))
+            pool_count=counter(pool), bias=layer.has_bias, bbase=sum(map(len, ebias)),
+            skip=kind == "conv" and eg_in >= 2 and src != "M"))
         ebias.append(_bias_rows(model, layer, L))
         erows.append(rows)
         wbase += len(rows)

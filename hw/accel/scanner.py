@@ -7,7 +7,13 @@ groups) the walk is::
       for y in 0..H:                      input rows, then one virtual row (y = H)
         for g in 0..G-1:                  one pass per output group
           for x in 0..W+1:                positions, then two virtual ones (x = W, W+1)
-            for cg in 0..G_in-1:          the words of a real position (x < W, y < H)
+            for cg in words(t, y, x):     the words of a real position (x < W, y < H)
+
+``words`` is every ``cg`` in ``0..G_in-1``, except in a **skipping** stage
+(:attr:`~.plan.EventStage.skip`: a conv stage reading a ``P`` map, ``G_in >= 2``): there it is
+the position's nonzero words in order, or word 0 alone if all are zero. The stage that wrote
+the map recorded each position's mask of nonzero words in the ``nz`` memory
+(:class:`~.engine.MapWriter`), so a skipped word costs nothing.
 
 A word with ``n`` set bits takes ``max(1, ceil(n / 2))`` ticks: each tick carries up to two
 **events**, the lowest (``ev``, ``b``) and the highest (``ev2``, ``b2``) of the word's bits not
@@ -18,11 +24,16 @@ and flushes the column that left it); the first tick of a pass carries ``ps`` (t
 starts empty). The output stage walks every word of all ``T`` steps in order, with no
 virtual rows or positions.
 
-Map words are read ahead (stage A issues the read, the word and its item enter a small FIFO
-:data:`FILL_LATENCY` clocks later with the word's popcount, B ticks the FIFO's head out), so
-a stage's ticks come back to back: its length in clocks is exactly
-``sum(max(1, ceil(n / 2)))`` over its items (``sum(max(1, n))`` in the output stage) plus the
-fill of the read pipeline — the cycle model in :mod:`.cycles` counts the same way.
+Three steps, each a clock ahead of the next, so a stage's ticks come back to back:
+**A** walks the loops (one item per position in a skipping stage, else one per word) and
+issues the position's mask read; the item and its mask enter a small FIFO
+:data:`POS_FILL_LATENCY` clocks later. **X** issues one word per clock (the words of the
+head's mask) as a map read; the word and its item enter a second FIFO :data:`FILL_LATENCY`
+clocks later with the word's popcount. **B** ticks that FIFO's head out. A issues at least
+as many items as X takes positions and X at least one word per tick, so the length of a
+stage in clocks is exactly ``sum(max(1, ceil(n / 2)))`` over its words (``sum(max(1, n))``
+in the output stage) plus the fill of the pipeline — the cycle model in :mod:`.cycles`
+counts the same way.
 """
 
 from __future__ import annotations
@@ -42,15 +53,23 @@ READ_LATENCY = MAP_READ_LATENCY + 1
 #: Clocks from a read address to its FIFO entry: the read, the word's popcount
 #: (:data:`~.blocks.POP_LATENCY`), then the entry registered before it fans out to the FIFO.
 FILL_LATENCY = READ_LATENCY + POP_LATENCY + 1
+#: Clocks from A's issue to the position FIFO's entry: the mask read, the entry registered.
+POS_FILL_LATENCY = MAP_READ_LATENCY + 1
+#: Entries of the word FIFO (X to B) and of the position FIFO (A to X).
+DEPTH = FILL_LATENCY + 4
+P_DEPTH = POS_FILL_LATENCY + 3
 
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
-                       wrows: int, map_depth: int) -> data.StructLayout:
+                       wrows: int, map_depth: int, nz_width: int) -> data.StructLayout:
     """The scanner's per-stage configuration (held stable while a stage runs).
 
     ``out``: output-stage walk. ``linear``: weight rows of a linear stage. ``h1, w1, gin1,
     g1, t1``: the loop bounds minus one. ``wbase, gstride``: first weight row and rows per
-    output group. ``gw, ghw``: ``W`` and ``H*W`` (line-buffer and membrane strides).
+    output group. ``w, hw``: ``W`` and ``H*W`` (line-buffer and membrane strides). ``skip``:
+    A walks positions and X issues the words of each one's mask (``gmask``: the stage's
+    ``G_in`` bits; ``nzmap``: the map read, 0 for ``P0``); ``xstep``: words from one
+    position's first word to the next one's (``G_in`` when skipping, else 1).
     """
     return data.StructLayout({
         "out": 1, "linear": 1,
@@ -66,6 +85,8 @@ def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
         "hlast": unsigned(max(1, h.bit_length())),
         "w": unsigned(max(1, (w + 1).bit_length())),
         "hw": unsigned(max(1, (h * w).bit_length())),
+        "skip": 1, "xstep": unsigned(max(1, g_in.bit_length())),
+        "gmask": unsigned(max(1, nz_width)), "nzmap": 1,
     })
 
 
@@ -118,7 +139,11 @@ class Scanner(wiring.Component):
 
     def __init__(self, *, lanes: int, cfg_layout: data.StructLayout,
                  tick_shape: data.StructLayout, map_depth: int, rows_per_word: int,
-                 linear: bool = True) -> None:
+                 linear: bool = True, nz_width: int = 0, nz_pos_bits: int = 1) -> None:
+        if nz_width < 0 or nz_pos_bits < 1:
+            raise ValueError(f"Scanner: nz_width must be >= 0 and nz_pos_bits >= 1, not "
+                             f"{nz_width}, {nz_pos_bits}")
+        self._nz_width, self._nz_pos_bits = nz_width, nz_pos_bits
         self._lanes = lanes
         self._linear = linear
         self._cfg_layout = cfg_layout
@@ -131,6 +156,8 @@ class Scanner(wiring.Component):
             "busy": Out(1),
             "rd_addr": Out(max(1, (map_depth - 1).bit_length())),
             "rd_data": In(lanes),
+            "nz_addr": Out(nz_pos_bits + 1),
+            "nz_data": In(max(1, nz_width)),
             "tick": Out(stream.Signature(tick_shape, always_ready=True)),
         })
 
@@ -145,26 +172,77 @@ class Scanner(wiring.Component):
         item = data.StructLayout({
             "word": 1, "x": tk["x"].shape, "y": tk["y"].shape, "g": tk["g"].shape,
             "t": tk["t"].shape, "cg": tk["cg"].shape, "ym3": 2, "lb": tk["lb"].shape,
-            "ub": tk["ub"].shape, "pw": tk["waddr"].shape, "last": 1,
+            "ub": tk["ub"].shape, "pw": tk["waddr"].shape, "last": 1, "first": 1,
         })
-        issue = Signal()                     # A issues its item
-        take = Signal()                      # B loads the FIFO's head
+        ra_shape = self.rd_addr.shape()
+        nzw = max(1, self._nz_width)
+        issue_a = Signal()                   # A issues its item (a word, or a position)
+        load = Signal()                      # X loads the position FIFO's head
+        issue = Signal()                     # X issues a word
+        take = Signal()                      # B loads the word FIFO's head
         take_c = Signal()                    # the same, for the counters (below)
-        self._walk(m, item, issue)
-        a = self._a
-        # ---- read pipeline: A issues, the word arrives READ_LATENCY clocks later, its
-        # popcount POP_LATENCY clocks after that, and the word is pushed into a small FIFO with
-        # its item; B takes the FIFO's head. Credits bound the items between A and B, so
-        # nothing is ever dropped; the credit test is a register.
-        depth = FILL_LATENCY + 4
-        count = Signal(range(depth + 1))
-        credit_ok = Signal(init=1)
-        m.d.comb += issue.eq(self._a_on & credit_ok)
-        m.d.sync += count.eq(count + issue - take_c)
-        # credit_ok = (count after this clock) < depth - 1, from compares of the count now
-        lt = {d: Signal(name=f"count_lt{d}") for d in (-1, 0, 1)}
-        m.d.comb += [lt[d].eq(count < depth - 1 - d) for d in lt]
-        m.d.sync += credit_ok.eq(Mux(issue & ~take_c, lt[1], Mux(take_c & ~issue, lt[-1], lt[0])))
+        self._walk(m, item, issue_a)
+        # ---- A -> X: the position's mask read (``nz``), then a small FIFO. Credits bound the
+        # items between A and X, so nothing is ever dropped; the credit test is a register.
+        p_count, p_ok = _credits(m, issue_a, load, P_DEPTH, "pos")
+        m.d.comb += issue_a.eq(self._a_on & p_ok)
+        p_on = [Signal(name=f"pl_on{k}") for k in range(MAP_READ_LATENCY)]
+        p_it = [Signal(item, name=f"pl_item{k}") for k in range(MAP_READ_LATENCY)]
+        p_ra = [Signal(ra_shape, name=f"pl_ra{k}") for k in range(MAP_READ_LATENCY)]
+        m.d.sync += [p_on[0].eq(issue_a), p_it[0].eq(self._a), p_ra[0].eq(self._ra)]
+        for k in range(1, MAP_READ_LATENCY):
+            m.d.sync += [p_on[k].eq(p_on[k - 1]), p_it[k].eq(p_it[k - 1]),
+                         p_ra[k].eq(p_ra[k - 1])]
+        m.d.comb += self.nz_addr.eq(Cat(self._na, cfg.nzmap))
+        # the position's words: every word (``skip`` low: A walked them one by one), or the
+        # words its mask marks (word 0 alone if none)
+        pent = data.StructLayout({"item": item, "base": ra_shape, "ra0": ra_shape,
+                                  "rest": nzw, "alast": 1, "plast": 1})
+        it, ra_in = p_it[-1], p_ra[-1]
+        use = Signal(name="pl_use")
+        mk = Signal(nzw, name="pl_mask")
+        mz = Signal(nzw, name="pl_mz")
+        m.d.comb += [use.eq(cfg.skip & it.word), mz.eq(self.nz_data & cfg.gmask),
+                     mk.eq(Mux(mz.any(), mz, 1))]
+        lo = _lowest(mk)
+        cg0 = Mux(use, _encode(lo), it.cg)
+        pnew = Signal(pent, name="pos_new", reset_less=True)
+        pnew_on = Signal(name="pos_new_on")
+        m.d.sync += [pnew_on.eq(p_on[-1]), pnew.item.eq(it), pnew.item.cg.eq(cg0),
+                     pnew.item.first.eq(use | ~it.word | (it.cg == 0)),
+                     pnew.item.last.eq(it.last & (~use | _at_most_one(mk))),
+                     pnew.plast.eq(it.last),
+                     pnew.base.eq(ra_in), pnew.ra0.eq(ra_in + Mux(use, cg0, 0)),
+                     pnew.rest.eq(Mux(use, mk & ~lo, 0)),
+                     pnew.alast.eq(~use | _at_most_one(mk))]
+        phead, pocc = _shift_fifo(m, pent, P_DEPTH, pnew_on, pnew, load, "pfifo")
+        # ---- X: one word of the position per clock -----------------------------------------
+        x_on = Signal(name="x_on")
+        self._a_x = xa = Signal(item, name="x_item")
+        xra = Signal(ra_shape, name="x_ra")
+        xbase = Signal(ra_shape, name="x_base")
+        xrest = Signal(nzw, name="x_rest")
+        xalast = Signal(name="x_alast")          # this word is the position's last
+        xplast = Signal(name="x_plast")          # the position is the walk's last
+        count, credit_ok = _credits(m, issue, take_c, DEPTH, "word")
+        m.d.comb += [issue.eq(x_on & credit_ok),
+                     load.eq(~pocc[0] & (~x_on | (issue & xalast)))]
+        xlo = _lowest(xrest)
+        with m.If(load):
+            m.d.sync += [x_on.eq(1), xa.eq(phead.item), xra.eq(phead.ra0),
+                         xbase.eq(phead.base), xrest.eq(phead.rest), xalast.eq(phead.alast),
+                         xplast.eq(phead.plast)]
+        with m.Elif(issue & xalast):
+            m.d.sync += x_on.eq(0)
+        with m.Elif(issue):
+            xcg = _encode(xlo)
+            m.d.sync += [xa.cg.eq(xcg), xa.first.eq(0), xra.eq(xbase + xcg),
+                         xrest.eq(xrest & ~xlo), xalast.eq(_at_most_one(xrest)),
+                         xa.last.eq(xplast & _at_most_one(xrest))]
+        a = xa
+        # ---- X -> B: read pipeline: X issues, the word arrives READ_LATENCY clocks later,
+        # its popcount POP_LATENCY clocks after that, and the word is pushed into a small FIFO
+        # with its item; B takes the FIFO's head.
         # per FIFO entry, precomputed from the word read: ``lo``/``hi`` the lowest and highest
         # set bit (one-hot; the tick's two events), ``nxt`` the word without them, ``nz``
         # (word != 0), ``two`` (a second event), ``fin`` (``nxt == 0``: the word's last tick),
@@ -175,10 +253,6 @@ class Scanner(wiring.Component):
         rem_bits = max(1, L.bit_length())
         entry = data.StructLayout({"item": item, "nxt": L, "lo": L, "hi": L, "nz": 1, "two": 1,
                                    "fin": 1, "rem": rem_bits})
-        # the FIFO is a shift register with its head at entry 0 (B loads entry 0, no read
-        # multiplexer in the take loop); ``occ`` is its occupancy, one-hot
-        fifo = [Signal(entry, name=f"fifo{k}", reset_less=True) for k in range(depth)]
-        occ = Signal(depth + 1, name="occ", init=1)
         inflight_on = [Signal(name=f"fl_on{k}") for k in range(FILL_LATENCY)]
         inflight = [Signal(item, name=f"fl_item{k}") for k in range(FILL_LATENCY)]
         b_on = Signal(attrs={"keep": 1})    # keep: never merged with its copy below
@@ -196,9 +270,8 @@ class Scanner(wiring.Component):
         empty_c = Signal(name="empty_c", init=1, attrs={"keep": 1})     # occ[0], a copy
         m.d.comb += take_c.eq(~empty_c & (~cp["b_on"] | ~cp["word"] | cp["fin"]))
         m.d.comb += [
-            take.eq(~occ[0] & (~b_on | b_fin)),
-            self.rd_addr.eq(self._ra),
-            self.busy.eq(self._a_on | (count != 0) | b_on),
+            self.rd_addr.eq(xra),
+            self.busy.eq(self._a_on | (p_count != 0) | x_on | (count != 0) | b_on),
         ]
         m.d.sync += [inflight_on[0].eq(issue), inflight[0].eq(a)]
         for k in range(1, FILL_LATENCY):
@@ -232,25 +305,15 @@ class Scanner(wiring.Component):
                      new.fin.eq(~is_word | (pc <= per_tick)),
                      new.rem.eq(Mux(is_word & (pc > per_tick), pc - per_tick, 0)),
                      *(getattr(new, n).eq(sr[n]) for n in names)]
-        # entry k: the new entry if it lands there (at the occupancy after this take), else
-        # the next entry on a take
-        for k in range(depth):
-            land = push & Mux(take, occ[k + 1], occ[k])
-            with m.If(land):
-                m.d.sync += fifo[k].eq(new)
-            with m.Elif(take):
-                if k + 1 < depth:
-                    m.d.sync += fifo[k].eq(fifo[k + 1])
-        with m.If(push & ~take):
-            m.d.sync += occ.eq(occ << 1)
-        with m.Elif(take & ~push):
-            m.d.sync += occ.eq(occ >> 1)
+        # the FIFO is a shift register with its head at entry 0 (B loads entry 0, no read
+        # multiplexer in the take loop)
+        head, occ = _shift_fifo(m, entry, DEPTH, push, new, take, "fifo")
+        m.d.comb += take.eq(~occ[0] & (~b_on | b_fin))
         with m.If(push & ~take_c):
             m.d.sync += empty_c.eq(0)
         with m.Elif(take_c & ~push):
             m.d.sync += empty_c.eq(occ[1])
         sn = state(bv["nxt"])
-        head = fifo[0]
         with m.If(take):
             m.d.sync += [b.eq(head.item), b_on.eq(1), fresh.eq(1), cur_nz.eq(head.nz),
                          two.eq(head.two), fin.eq(head.fin), rem.eq(head.rem),
@@ -269,13 +332,12 @@ class Scanner(wiring.Component):
         pre = Signal(tk, name="pre")
         pre_on = Signal()
         pre_pw = Signal.like(b.pw, name="pre_pw")
-        first_at_pos = ~b.word | (b.cg == 0)
         m.d.sync += [
             pre_on.eq(b_on),
             pre.ev.eq(b_on & b.word & cur_nz),
             pre.ev2.eq(b_on & b.word & two),
-            pre.mv.eq(b_on & fresh & first_at_pos & (b.x != 0)),
-            pre.ps.eq(b_on & fresh & (b.x == 0) & first_at_pos),
+            pre.mv.eq(b_on & fresh & b.first & (b.x != 0)),
+            pre.ps.eq(b_on & fresh & (b.x == 0) & b.first),
             pre.last.eq(b_fin & b.last),
             pre.b.eq(_encode(bv["lo"])[:len(t.b)]),
             pre.b2.eq(_encode(bv["hi"])[:len(t.b2)]),
@@ -305,6 +367,8 @@ class Scanner(wiring.Component):
         self._a = a = Signal(item)
         self._ra = ra = Signal.like(self.rd_addr)   # address of the next word
         rowbase = Signal.like(self.rd_addr)         # first word of the current input row
+        self._na = na = Signal(self._nz_pos_bits, name="na")   # its position (mask address)
+        narow = Signal.like(na)                     # first position of the current input row
         yw = Signal.like(a.ub)                      # max(y - 1, 0) * W
         # loops: (counter field, down-counter, bound = cfg value of its last index)
         cnt = {"cg": (a.cg, cfg.gin1), "x": (a.x, cfg.wlast), "g": (a.g, cfg.g1),
@@ -356,7 +420,7 @@ class Scanner(wiring.Component):
         with m.If(self.start):
             m.d.sync += [a_on.eq(1), a.x.eq(0), a.y.eq(0), a.g.eq(0), a.t.eq(0), a.cg.eq(0),
                          a.ym3.eq(0), a.lb.eq(0), a.ub.eq(0), a.pw.eq(cfg.wbase), ra.eq(0),
-                         rowbase.eq(0), yw.eq(0)]
+                         rowbase.eq(0), yw.eq(0), na.eq(0), narow.eq(0)]
             m.d.sync += [left[n].eq(bound) for n, (_, bound) in cnt.items()]
             m.d.sync += [f[n].eq(const0[n]) for n in f]
             m.d.sync += [f1[n].eq(const1[n]) for n in f]
@@ -421,12 +485,18 @@ class Scanner(wiring.Component):
         real = f["xr"] & f["yr"]
         nxt_rowbase = Mux(f["yr"], rowbase + cfg.rowwords, rowbase)
         nxt_yw = Mux(a.y == 0, 0, yw + cfg.w)
-        ra_inc = Mux(real, ra + 1, ra)
+        # a word's successor at the same position is the next word; the next position's first
+        # word is ``xstep`` words on (``G_in``, or 1 after the last word of a position)
+        nxt_narow = Mux(f["yr"], narow + cfg.w, narow)
         zero_lb, zero_ub = Const(0, len(a.lb)), Const(0, len(a.ub))
         nxt += [
-            (ra, pick({"P": ra_inc, "X": ra_inc, "G": rowbase, "Y": nxt_rowbase,
+            (ra, pick({"P": Mux(real, ra + 1, ra), "X": Mux(real, ra + cfg.xstep, ra),
+                       "G": rowbase, "Y": nxt_rowbase,
                        "T": Mux(out, ra + 1, nxt_rowbase)}, ra)),
             (rowbase, pick({"Y": nxt_rowbase, "T": nxt_rowbase}, rowbase)),
+            (na, pick({"X": Mux(real, na + 1, na), "G": narow, "Y": nxt_narow,
+                       "T": nxt_narow}, na)),
+            (narow, pick({"Y": nxt_narow, "T": nxt_narow}, narow)),
             (a.pw, pick({"G": a.pw + cfg.gstride, "Y": cfg.wbase, "T": cfg.wbase}, a.pw)),
             (a.lb, pick({"G": a.lb + cfg.w, "Y": zero_lb, "T": zero_lb}, a.lb)),
             (a.ub, pick({"G": a.ub + cfg.hw, "Y": nxt_yw, "T": zero_ub}, a.ub)),
@@ -446,6 +516,47 @@ class Scanner(wiring.Component):
                 m.d.sync += sg.eq(Cat(*(br[bn] & Cat(*(nbs[bn][n] for n in sorted(key))).any()
                                         for bn in "PXGYT")).any())
         m.d.comb += [a.word.eq(f["xr"] & f["yr"]), a.last.eq(br["T"] & f["te"])]
+
+
+def _credits(m: Module, issue: Any, release: Any, depth: int,
+             name: str) -> tuple[Signal, Signal]:
+    """Items issued and not yet released, and ``ok`` (a register): the count after this clock
+    is below ``depth - 1`` (compares of the count now, chosen by what happens this clock)."""
+    count = Signal(range(depth + 1), name=f"{name}_count")
+    ok = Signal(init=1, name=f"{name}_credit_ok")
+    m.d.sync += count.eq(count + issue - release)
+    lt = {d: Signal(name=f"{name}_count_lt{d + 1}") for d in (-1, 0, 1)}
+    m.d.comb += [lt[d].eq(count < depth - 1 - d) for d in lt]
+    m.d.sync += ok.eq(Mux(issue & ~release, lt[1], Mux(release & ~issue, lt[-1], lt[0])))
+    return count, ok
+
+
+def _shift_fifo(m: Module, shape: data.StructLayout, depth: int, push: Any, new: Any,
+                take: Any, name: str) -> tuple[Any, Signal]:
+    """A FIFO as a shift register with its head at entry 0 (no read multiplexer): ``new``
+    lands at the first free entry on ``push``, every entry moves down on ``take``. Returns the
+    head and the one-hot occupancy (``occ[0]``: empty). ``push`` never comes when full."""
+    fifo = [Signal(shape, name=f"{name}{k}", reset_less=True) for k in range(depth)]
+    occ = Signal(depth + 1, name=f"{name}_occ", init=1)
+    for k in range(depth):
+        # entry k: the new entry if it lands there (at the occupancy after this take), else
+        # the next entry on a take
+        land = push & Mux(take, occ[k + 1], occ[k])
+        with m.If(land):
+            m.d.sync += fifo[k].eq(new)
+        with m.Elif(take):
+            if k + 1 < depth:
+                m.d.sync += fifo[k].eq(fifo[k + 1])
+    with m.If(push & ~take):
+        m.d.sync += occ.eq(occ << 1)
+    with m.Elif(take & ~push):
+        m.d.sync += occ.eq(occ >> 1)
+    return fifo[0], occ
+
+
+def _at_most_one(v: Any) -> Any:
+    """``v`` has at most one set bit."""
+    return ~(v & ~_lowest(v)).any()
 
 
 def _lowest(v: Any) -> Any:

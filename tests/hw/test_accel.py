@@ -70,6 +70,29 @@ def test_bit_exact_and_cycle_model(arch, hw, t, lanes, bias):
     assert out["status"]["frames_ok"] == 2
 
 
+def test_skipping_stages():
+    """Conv stages reading a ``P`` map with several words per position skip zero words (their
+    input map's masks are recorded by the stage before); the cycle model counts a position's
+    ticks, not its words'."""
+    import dataclasses
+
+    from dietsnn.hw.accel.cycles import stage_ticks
+
+    p = make_plan(_model("6C-9C-P-5C-10", 6, 2), 4)
+    assert [s.skip for s in p.stages] == [False, True]   # conv2 reads M; conv3 3 words
+    assert p.nz_width == 3 and [p.records_nz(k) for k in range(2)] == [True, False]
+    p16 = make_plan(_model("4C-16C-16C-16C-P-10", 6, 3), 4)
+    assert [s.skip for s in p16.stages] == [False, True, True] and p16.nz_width == 4
+    st = p.stages[1]
+    pops = np.zeros((2, st.h, st.w, st.g_in), np.int64)
+    pops[0, 0, 0] = [3, 0, 1]       # one position: ceil(3/2) + ceil(1/2) = 3 ticks, not 4
+    base = stage_ticks(st, np.zeros_like(pops), 2)
+    assert stage_ticks(st, pops, 2) - base == st.g * 2
+    walk_all = dataclasses.replace(st, skip=False)       # every word: 2 + 1 + 1 here
+    assert stage_ticks(walk_all, pops, 2) - stage_ticks(walk_all, 0 * pops, 2) == st.g
+    assert stage_ticks(walk_all, pops, 2) > stage_ticks(st, pops, 2)
+
+
 def test_bias_changes_the_result():
     """The biased models of the cases above are really biased: the accelerator built without
     one engine stage's bias (all other biases kept) disagrees with the golden model."""

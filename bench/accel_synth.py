@@ -16,6 +16,7 @@ missing or from another lane count). Writes one JSON object (``--out``), a Markd
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -42,12 +43,15 @@ ANCHORS = (("FINN CNV-W1A1, ZC706 (Umuroglu et al. 2017)", 21906),
 FIG = Path(__file__).resolve().parent.parent / "docs" / "figures"
 
 
-def interval(model_name: str, lanes: int, images: int) -> tuple[float, str]:
-    """Mean clocks per image of a back-to-back stream, and where the figure comes from."""
+def interval(model_name: str, lanes: int, images: int, rtl_sha256: str) -> tuple[float, str]:
+    """Mean clocks per image of a back-to-back stream, and where the figure comes from: the
+    simulation figure if it ran this RTL (``rtl_sha256`` of the Verilog), else the cycle
+    model."""
     sim = FIG / f"accel_sim_{model_name}.json"
     if sim.is_file():
         d = json.loads(sim.read_text())
-        if d.get("lanes") == lanes and d.get("mismatches") == 0:
+        if (d.get("lanes") == lanes and d.get("mismatches") == 0
+                and d.get("rtl_sha256") == rtl_sha256):
             return float(d["interval_mean"]), f"{sim.name}: {d['images']} images, Verilator"
     model = load_model(model_name)
     ds = load_cifar10(split="test")
@@ -62,7 +66,9 @@ def point(model_name: str, lanes: int, part: str, images: int, freq: float,
     model = load_model(model_name)
     with tempfile.TemporaryDirectory(prefix="dietsnn-accel-synth-") as tmp:
         paths = generate(model, lanes=lanes, out_dir=tmp)
-        design = Design(paths["verilog"].read_text(), "dietsnn_accel", f"{model_name}-L{lanes}")
+        verilog = paths["verilog"].read_text()
+        design = Design(verilog, "dietsnn_accel", f"{model_name}-L{lanes}")
+    rtl_sha256 = hashlib.sha256(verilog.encode()).hexdigest()
     row: dict[str, Any] = {"model": model_name, "lanes": lanes, "ecp5_part": part}
     for target, p in (("xc7", "xc7z020"), ("ecp5", part)):
         s = synthesize(design, target, part=p)
@@ -80,9 +86,10 @@ def point(model_name: str, lanes: int, part: str, images: int, freq: float,
             row["ecp5"]["pnr_error"] = pr.error
             row["ecp5"]["utilisation"] = pr.utilisation
             row["ecp5"]["critical"] = None if pr.critical is None else pr.critical.to_json()
-    cyc, src = interval(model_name, lanes, images)
+    cyc, src = interval(model_name, lanes, images, rtl_sha256)
     row["interval_cycles"] = cyc
     row["interval_source"] = src
+    row["rtl_sha256"] = rtl_sha256
     f = row["ecp5"].get("fmax_mhz")
     row["images_per_s"] = f * 1e6 / cyc if f else None
     luts = row["ecp5"]["resources"]["luts"]

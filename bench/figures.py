@@ -317,11 +317,13 @@ def summary() -> str:
     if sims:
         out += ["## Accelerator under Verilator (`bench/accel_sim.py`)", "",
                 "| model | lanes | images | mismatches | cycle model errors | accuracy | "
-                "clocks / image (stream) | bound |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "clocks / image (stream) | bound | ratio |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for m, s in sims:
             out.append(f"| {m} | {s['lanes']} | {s['images']} | {s['mismatches']} | "
                        f"{s['cycle_model_errors']} | {100 * s['accuracy']:.1f}% | "
-                       f"{_n(s['interval_mean'], 1)} | {_n(s['lower_bound_mean'], 1)} |")
+                       f"{_n(s['interval_mean'], 1)} | {_n(s['lower_bound_mean'], 1)} | "
+                       f"{s['ratio_to_bound']:.3f} |")
         out.append("")
     return "\n".join(out)
 

@@ -145,12 +145,21 @@ class LIFPipe(wiring.Component):
         half, hm1, theta = pset[ngr]
         cur1 = Signal(data.ArrayLayout(signed(self._cb), L), name="cur_c1", reset_less=True)
         m.d.sync += cur1.eq(pay.current)
-        # c2: the saturation constants (needed at c5)
-        sat_hi = delay(Signal(signed(B), name="sat_hi1"), 4, "sat_hi")
-        spk_hi = delay(Signal(name="spk_hi1"), 4, "spk_hi")
-        sat_lo = delay(Signal(signed(B), name="sat_lo1"), 4, "sat_lo")
+        # c2: the saturation constants (needed at c5), their last register one copy per group
+        # of 8 lanes (``keep``: one register into every lane's membrane write was the engine's
+        # slowest path)
+        sat_hi = delay(Signal(signed(B), name="sat_hi1"), 3, "sat_hi")
+        spk_hi = delay(Signal(name="spk_hi1"), 3, "spk_hi")
+        sat_lo = delay(Signal(signed(B), name="sat_lo1"), 3, "sat_lo")
         c_hi, c_spk, c_lo = saturation_constants(theta, half, hm1)
         m.d.comb += [sat_hi[0].eq(c_hi), spk_hi[0].eq(c_spk), sat_lo[0].eq(c_lo)]
+        sat_g = []
+        for j in range(ngr):
+            regs = (Signal(signed(B), name=f"sat_hi_d4_g{j}", reset_less=True, attrs={"keep": 1}),
+                    Signal(name=f"spk_hi_d4_g{j}", reset_less=True, attrs={"keep": 1}),
+                    Signal(signed(B), name=f"sat_lo_d4_g{j}", reset_less=True, attrs={"keep": 1}))
+            m.d.sync += [r.eq(v[3]) for r, v in zip(regs, (sat_hi, spk_hi, sat_lo), strict=True)]
+            sat_g.append(regs)
         qw = operand_widths(self._cb, B)
         # c1: operands registered; c2: U registered (the recurrence's ``old``)
         u_q = Signal(lay, name="u_q", reset_less=True)     # the read, straight into a register
@@ -168,8 +177,9 @@ class LIFPipe(wiring.Component):
                   for n, w in qw.items()}
             m.d.sync += [q3[n].eq(q2[n]) for n in q2]
             new_p, spike_p = lif_recurrence(
-                m, old=old[p], k=lane_k[p], first=lane_first[p], q=q3, sat_hi=sat_hi[4],
-                spk_hi=spk_hi[4], sat_lo=sat_lo[4], loop_bits=W, membrane_bits=B, stages=3,
+                m, old=old[p], k=lane_k[p], first=lane_first[p], q=q3, sat_hi=sat_g[p // 8][0],
+                spk_hi=sat_g[p // 8][1], sat_lo=sat_g[p // 8][2], loop_bits=W, membrane_bits=B,
+                stages=3,
                 name=str(p))
             m.d.comb += [new[p].eq(new_p), spikes[p].eq(spike_p)]
         # c4: write back; spikes registered for c5

@@ -58,6 +58,8 @@ POS_FILL_LATENCY = MAP_READ_LATENCY + 1
 #: Entries of the word FIFO (X to B) and of the position FIFO (A to X).
 DEPTH = FILL_LATENCY + 4
 P_DEPTH = POS_FILL_LATENCY + 3
+#: Word FIFO entries steered by one copy of B's take (its fan-out).
+TAKE_GROUP = 3
 
 
 def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
@@ -264,11 +266,16 @@ class Scanner(wiring.Component):
         fresh = Signal()
         b_fin = Signal()
         m.d.comb += b_fin.eq(b_on & (~b.word | fin))
-        # ``take`` loads ~L*3 + item bits; a copy of it, computed from copies of its inputs
-        # (keep registers), steers the counters
-        cp = {n: Signal(name=f"{n}_c", attrs={"keep": 1}) for n in ("b_on", "word", "fin")}
-        empty_c = Signal(name="empty_c", init=1, attrs={"keep": 1})     # occ[0], a copy
-        m.d.comb += take_c.eq(~empty_c & (~cp["b_on"] | ~cp["word"] | cp["fin"]))
+        # ``take`` loads ~L*3 + item bits into every FIFO entry: copies of it, each computed
+        # from copies of its inputs (keep registers), steer the counters (copy 0) and each
+        # group of TAKE_GROUP entries
+        n_cp = 1 + -(-DEPTH // TAKE_GROUP)
+        cps = [{n: Signal(name=f"{n}_c{j}", init=int(n == "empty"), attrs={"keep": 1})
+                for n in ("b_on", "word", "fin", "empty")} for j in range(n_cp)]
+        takes = [Signal(name=f"take_c{j}") for j in range(n_cp)]
+        m.d.comb += [t.eq(~c["empty"] & (~c["b_on"] | ~c["word"] | c["fin"]))
+                     for t, c in zip(takes, cps, strict=True)]
+        m.d.comb += take_c.eq(takes[0])
         m.d.comb += [
             self.rd_addr.eq(xra),
             self.busy.eq(self._a_on | (p_count != 0) | x_on | (count != 0) | b_on),
@@ -307,24 +314,28 @@ class Scanner(wiring.Component):
                      *(getattr(new, n).eq(sr[n]) for n in names)]
         # the FIFO is a shift register with its head at entry 0 (B loads entry 0, no read
         # multiplexer in the take loop)
-        head, occ = _shift_fifo(m, entry, DEPTH, push, new, take, "fifo")
+        head, occ = _shift_fifo(m, entry, DEPTH, push, new, take, "fifo",
+                                takes=[takes[1 + k // TAKE_GROUP] for k in range(DEPTH)])
         m.d.comb += take.eq(~occ[0] & (~b_on | b_fin))
-        with m.If(push & ~take_c):
-            m.d.sync += empty_c.eq(0)
-        with m.Elif(take_c & ~push):
-            m.d.sync += empty_c.eq(occ[1])
+        for t, c in zip(takes, cps, strict=True):
+            with m.If(push & ~t):
+                m.d.sync += c["empty"].eq(0)
+            with m.Elif(t & ~push):
+                m.d.sync += c["empty"].eq(occ[1])
         sn = state(bv["nxt"])
         with m.If(take):
             m.d.sync += [b.eq(head.item), b_on.eq(1), fresh.eq(1), cur_nz.eq(head.nz),
                          two.eq(head.two), fin.eq(head.fin), rem.eq(head.rem),
-                         cp["b_on"].eq(1), cp["word"].eq(head.item.word), cp["fin"].eq(head.fin)]
+                         *(v for c in cps for v in (c["b_on"].eq(1), c["word"].eq(head.item.word),
+                                                    c["fin"].eq(head.fin)))]
             m.d.sync += [bv[n].eq(getattr(head, n)) for n in names]
         with m.Elif(b_fin):
-            m.d.sync += [b_on.eq(0), cp["b_on"].eq(0)]
+            m.d.sync += [b_on.eq(0), *(c["b_on"].eq(0) for c in cps)]
         with m.Elif(b_on):
             fin_n = Mux(pair, rem <= 2, rem <= 1)
             m.d.sync += [fresh.eq(0), cur_nz.eq(~fin), two.eq(pair & (rem >= 2)),
-                         fin.eq(fin_n), cp["fin"].eq(fin_n), rem.eq(rem - per_tick)]
+                         fin.eq(fin_n), *(c["fin"].eq(fin_n) for c in cps),
+                         rem.eq(rem - per_tick)]
             m.d.sync += [bv[n].eq(sn[n]) for n in names]
 
         # ---- the tick, in two registered steps: the event's bit, then its weight row -------
@@ -532,21 +543,23 @@ def _credits(m: Module, issue: Any, release: Any, depth: int,
 
 
 def _shift_fifo(m: Module, shape: data.StructLayout, depth: int, push: Any, new: Any,
-                take: Any, name: str) -> tuple[Any, Signal]:
+                take: Any, name: str, takes: list[Any] | None = None) -> tuple[Any, Signal]:
     """A FIFO as a shift register with its head at entry 0 (no read multiplexer): ``new``
     lands at the first free entry on ``push``, every entry moves down on ``take``. Returns the
-    head and the one-hot occupancy (``occ[0]``: empty). ``push`` never comes when full."""
+    head and the one-hot occupancy (``occ[0]``: empty). ``push`` never comes when full.
+    ``takes``: a copy of ``take`` for each entry (its enable and select; default ``take``)."""
     fifo = [Signal(shape, name=f"{name}{k}", reset_less=True) for k in range(depth)]
     occ = Signal(depth + 1, name=f"{name}_occ", init=1)
     for k in range(depth):
-        # entry k: the new entry if it lands there (at the occupancy after this take), else
-        # the next entry on a take
-        land = push & Mux(take, occ[k + 1], occ[k])
-        with m.If(land):
-            m.d.sync += fifo[k].eq(new)
-        with m.Elif(take):
-            if k + 1 < depth:
-                m.d.sync += fifo[k].eq(fifo[k + 1])
+        tk = take if takes is None else takes[k]
+        # entry k loads on a take (the next entry, or the new one if it lands here at the
+        # occupancy after the take) or when the new entry lands here without one
+        land = Signal(name=f"{name}_land{k}")
+        en = Signal(name=f"{name}_en{k}")
+        m.d.comb += [land.eq(push & Mux(tk, occ[k + 1], occ[k])),
+                     en.eq(tk | (push & occ[k]))]
+        with m.If(en):
+            m.d.sync += fifo[k].eq(Mux(land, new, fifo[k + 1]) if k + 1 < depth else new)
     with m.If(push & ~take):
         m.d.sync += occ.eq(occ << 1)
     with m.Elif(take & ~push):

@@ -257,9 +257,18 @@ class Engine(wiring.Component):
         f1_meta = Signal(self._tick, name="f1_meta")
         f1_y0 = Signal(name="f1_y0")        # f1_meta.y == 0, registered (its copies are far)
         m.d.sync += f1_on.eq(fmv[0] & ox_ok3)
+        # the banks' roles of the flushed column (mid, final), one copy per lane group of 8
+        # (``keep``: one ``ym3`` register into the selects of all lanes was the engine's
+        # slowest path); F2's selects per 4 lanes copy them
+        f1_role = [[{r: Signal(name=f"f1_{r}{k}_{j}", attrs={"keep": 1}) for r in ("mid", "fin")}
+                    for j in range(ng)] for k in range(3)]
         with m.If(fmv[0]):
             m.d.sync += [f1_meta.eq(tick3), f1_y0.eq(tick3.y == 0)]
             m.d.sync += [f1_meta.lb.eq(lbx3), f1_meta.ub.eq(tick3.ub + tick3.x - 2)]
+            for k in range(3):
+                for j in range(ng):
+                    m.d.sync += [f1_role[k][j]["mid"].eq(_role(tick3.ym3, k, "mid")),
+                                 f1_role[k][j]["fin"].eq(_role(tick3.ym3, k, "final"))]
 
         # ---- F1: line-buffer read; F2: select and add; F3: write ------------------------------
         # Each bank is split into lane groups of 8, each with its own registered copies of the
@@ -325,8 +334,8 @@ class Engine(wiring.Component):
             m.d.sync += [f2_mid[k].eq(mid_k),
                          f2_wen[k].eq(f1_on & Mux(mid_k, y1 <= cfg.h1, first_k & (y1 < cfg.h1)))]
             for j in range(n4):
-                m.d.sync += [sel_mid[k][j].eq(mid_k),
-                             sel_fin[k][j].eq(_role(f1_meta.ym3, k, "final"))]
+                m.d.sync += [sel_mid[k][j].eq(f1_role[k][j // 2]["mid"]),
+                             sel_fin[k][j].eq(f1_role[k][j // 2]["fin"])]
         f2_final = Signal()
         f2_last_x = Signal()
         f2_last_g = Signal()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -138,8 +138,7 @@ class Accelerator(wiring.Component):
                          "rowwords": s.w * s.g_in, "w": s.w, "hw": s.h * s.w,
                          "wlast": s.w + 1, "hlast": s.h, "skip": int(s.skip),
                          "xstep": s.g_in if s.skip else 1,
-                         "gmask": (1 << s.g_in) - 1 if s.skip else 0,
-                         "nzmap": int(s.src == "P1")},
+                         "gmask": (1 << s.g_in) - 1 if s.skip else 0},
                 "engine": {"h1": s.h - 1, "w1": s.w - 1, "g1": s.g - 1,
                            "linear": int(s.kind == "linear"),
                            **({"bbase": s.bbase} if len(p.engine_bias) else {}),
@@ -147,7 +146,7 @@ class Accelerator(wiring.Component):
                                       "membrane_bits": s.membrane_bits}},
                 "writer": {"pooled": int(bool(s.pool)), "g": s.g,
                            "rowstride": s.wo * s.g, "nzrec": int(p.records_nz(k)),
-                           "wo": s.wo, "nzmap": int(s.dst == "P1")},
+                           "wo": s.wo},
                 "src": MAPS.index(s.src), "dst": MAPS.index(s.dst), "out": 0,
                 "count": max(s.count, 0) % max(1, n), "has_count": int(s.count >= 0),
                 "pool_count": max(s.pool_count, 0), "has_pool": int(s.pool_count >= 0),
@@ -156,11 +155,10 @@ class Accelerator(wiring.Component):
         recs.append({
             "scan": {"out": 1, "linear": 0, "h1": 0, "w1": 0, "gin1": o.in_words - 1, "g1": 0,
                      "t1": p.timesteps - 1, "wbase": 0, "gstride": 0, "rowwords": 0, "w": 1,
-                     "hw": 1, "wlast": 0, "hlast": 0, "skip": 0, "xstep": 1, "gmask": 0,
-                     "nzmap": 0},
+                     "hw": 1, "wlast": 0, "hlast": 0, "skip": 0, "xstep": 1, "gmask": 0},
             "engine": {"h1": 0, "w1": 0, "g1": 0, "linear": 0,
                        "params": {"threshold": 1, "leak_shift": 0, "membrane_bits": 2}},
-            "writer": {"pooled": 0, "g": 1, "rowstride": 0, "nzrec": 0, "wo": 1, "nzmap": 0},
+            "writer": {"pooled": 0, "g": 1, "rowstride": 0, "nzrec": 0, "wo": 1},
             "src": MAPS.index(o.src), "dst": 0, "out": 1, "count": 0, "has_count": 0,
             "pool_count": 0, "has_pool": 0,
         })
@@ -317,12 +315,15 @@ class Accelerator(wiring.Component):
                 m.d.comb += [sm.wr_addr.eq(writer.wr_addr), sm.wr_data.eq(writer.wr_data),
                              sm.wr_en.eq(writer.wr_en & (cfg.dst == MAPS.index(name)))]
         if p.nz_width:
-            # the masks of nonzero words (both P maps, ``Cat(position, map)``): the writer
-            # writes the map a stage writes, the scanner reads the one it reads
+            # the masks of nonzero words (both P maps, ``Cat(position, map)``, map 1 for P1):
+            # the writer writes the masks of the map a stage writes, the scanner reads those of
+            # the one it reads
             nz = SpikeMap(width=p.nz_width, depth=2 << p.nz_pos_bits)
             m.submodules.map_nz = nz
-            m.d.comb += [nz.wr_addr.eq(writer.nz_addr), nz.wr_data.eq(writer.nz_data),
-                         nz.wr_en.eq(writer.nz_en), nz.rd_addr.eq(scanner.nz_addr),
+            p1 = MAPS.index("P1")
+            m.d.comb += [nz.wr_addr.eq(Cat(writer.nz_addr, cfg.dst == p1)),
+                         nz.wr_data.eq(writer.nz_data), nz.wr_en.eq(writer.nz_en),
+                         nz.rd_addr.eq(Cat(scanner.nz_addr, cfg.src == p1)),
                          scanner.nz_data.eq(nz.rd_data)]
         m.d.comb += [self.mon.b_en.eq(writer.wr_en), self.mon.b_addr.eq(writer.wr_addr),
                      self.mon.b_data.eq(writer.wr_data), self.mon.b_stage.eq(s_idx)]

@@ -85,8 +85,7 @@ def lif_tag_layout(plan: AccelPlan) -> data.StructLayout:
 def writer_config_layout(plan: AccelPlan) -> data.StructLayout:
     """Per-stage settings of the map writer: ``pooled``, ``g`` (groups) and ``rowstride``
     (words of one written row: ``W*G`` or ``W/2*G``); ``nzrec`` (record the positions' masks
-    of nonzero words: the next stage skips), ``wo`` (positions of a written row) and
-    ``nzmap`` (the map written, 0 for ``P0``)."""
+    of nonzero words: the next stage skips) and ``wo`` (positions of a written row)."""
     depth = max(plan.map_depth.values())
     gmax = max([s.g for s in plan.stages], default=1)
     wmax = max([s.wo for s in plan.stages], default=1)
@@ -94,7 +93,7 @@ def writer_config_layout(plan: AccelPlan) -> data.StructLayout:
         "pooled": 1,
         "g": unsigned(max(1, gmax.bit_length())),
         "rowstride": unsigned(max(1, depth.bit_length())),
-        "nzrec": 1, "wo": unsigned(max(1, wmax.bit_length())), "nzmap": 1,
+        "nzrec": 1, "wo": unsigned(max(1, wmax.bit_length())),
     })
 
 
@@ -408,8 +407,8 @@ class MapWriter(wiring.Component):
     i : ``In(stream.Signature(...))`` the engine's ``o``.
     wr_addr, wr_data, wr_en : ``Out`` the output map's write port.
     nz_addr, nz_data, nz_en : ``Out`` the mask memory's write port (``nzrec`` stages: one
-        write per position, ``Cat(position, nzmap)``, its ``G`` words' ``!= 0`` bits, when the
-        last group's word is written).
+        write per position, at the position (the top adds the map's bit), its ``G`` words'
+        ``!= 0`` bits, when the last group's word is written).
     lif_pop, pool_pop : ``Out`` popcounts of a LIF word (every update) and of a written pooled
         word, valid with ``lif_inc`` and ``pool_inc`` (:data:`~.blocks.POP_LATENCY` clocks
         after the word). busy : ``Out(1)`` a popcount is still in its pipeline.
@@ -424,7 +423,7 @@ class MapWriter(wiring.Component):
             "start": In(1),
             "i": In(stream.Signature(in_shape, always_ready=True)),
             **spike_write_members(lanes=L, depth=depth),
-            "nz_addr": Out(plan.nz_pos_bits + 1), "nz_data": Out(max(1, plan.nz_width)),
+            "nz_addr": Out(plan.nz_pos_bits), "nz_data": Out(max(1, plan.nz_width)),
             "nz_en": Out(1),
             "busy": Out(1),
         })
@@ -515,7 +514,7 @@ class MapWriter(wiring.Component):
             with m.If(on & (g == k)):
                 m.d.sync += row[k].bit_select(x, 1).eq(bit)
         m.d.comb += [
-            self.nz_addr.eq(Cat(pos, cfg.nzmap)),
+            self.nz_addr.eq(pos),
             self.nz_data.eq(Cat(*(Mux(g == k, bit, row[k].bit_select(x, 1)) for k in range(G)))),
             self.nz_en.eq(on & last),
         ]

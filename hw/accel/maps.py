@@ -21,6 +21,10 @@ from amaranth.lib.wiring import In, Out
 #: block RAM's deeper shapes (:func:`bank_words`).
 BANK_WORDS = 1024
 
+#: Clocks from ``rd_addr`` to ``rd_data``: the address register, the RAM, its output register,
+#: the bank select.
+MAP_READ_LATENCY = 4
+
 
 def bank_words(width: int) -> int:
     """Words per bank of a ``width``-bit map: DP16KD's 16384 x 1, 8192 x 2, 4096 x 4,
@@ -29,9 +33,6 @@ def bank_words(width: int) -> int:
         if width <= bits:
             return words
     return BANK_WORDS
-#: Clocks from ``rd_addr`` to ``rd_data``: the address register, the RAM, its output register,
-#: the bank select.
-MAP_READ_LATENCY = 4
 
 
 class SpikeMap(wiring.Component):

@@ -70,7 +70,7 @@ def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
     g1, t1``: the loop bounds minus one. ``wbase, gstride``: first weight row and rows per
     output group. ``w, hw``: ``W`` and ``H*W`` (line-buffer and membrane strides). ``skip``:
     A walks positions and X issues the words of each one's mask (``gmask``: the stage's
-    ``G_in`` bits; ``nzmap``: the map read, 0 for ``P0``); ``xstep``: words from one
+    ``G_in`` bits); ``xstep``: words from one
     position's first word to the next one's (``G_in`` when skipping, else 1).
     """
     return data.StructLayout({
@@ -88,7 +88,7 @@ def scan_config_layout(*, lanes: int, h: int, w: int, g_in: int, g: int, t: int,
         "w": unsigned(max(1, (w + 1).bit_length())),
         "hw": unsigned(max(1, (h * w).bit_length())),
         "skip": 1, "xstep": unsigned(max(1, g_in.bit_length())),
-        "gmask": unsigned(max(1, nz_width)), "nzmap": 1,
+        "gmask": unsigned(max(1, nz_width)),
     })
 
 
@@ -158,7 +158,7 @@ class Scanner(wiring.Component):
             "busy": Out(1),
             "rd_addr": Out(max(1, (map_depth - 1).bit_length())),
             "rd_data": In(lanes),
-            "nz_addr": Out(nz_pos_bits + 1),
+            "nz_addr": Out(nz_pos_bits),
             "nz_data": In(max(1, nz_width)),
             "tick": Out(stream.Signature(tick_shape, always_ready=True)),
         })
@@ -188,19 +188,15 @@ class Scanner(wiring.Component):
         # items between A and X, so nothing is ever dropped; the credit test is a register.
         p_count, p_ok = _credits(m, issue_a, load, P_DEPTH, "pos")
         m.d.comb += issue_a.eq(self._a_on & p_ok)
-        p_on = [Signal(name=f"pl_on{k}") for k in range(MAP_READ_LATENCY)]
-        p_it = [Signal(item, name=f"pl_item{k}") for k in range(MAP_READ_LATENCY)]
-        p_ra = [Signal(ra_shape, name=f"pl_ra{k}") for k in range(MAP_READ_LATENCY)]
-        m.d.sync += [p_on[0].eq(issue_a), p_it[0].eq(self._a), p_ra[0].eq(self._ra)]
-        for k in range(1, MAP_READ_LATENCY):
-            m.d.sync += [p_on[k].eq(p_on[k - 1]), p_it[k].eq(p_it[k - 1]),
-                         p_ra[k].eq(p_ra[k - 1])]
-        m.d.comb += self.nz_addr.eq(Cat(self._na, cfg.nzmap))
+        # the item meets its mask MAP_READ_LATENCY clocks after the issue
+        p_on = delay(m, issue_a, MAP_READ_LATENCY, "pl_on")
+        it = delay(m, self._a, MAP_READ_LATENCY, "pl_item")
+        ra_in = delay(m, self._ra, MAP_READ_LATENCY, "pl_ra")
+        m.d.comb += self.nz_addr.eq(self._na)
         # the position's words: every word (``skip`` low: A walked them one by one), or the
         # words its mask marks (word 0 alone if none)
         pent = data.StructLayout({"item": item, "base": ra_shape, "ra0": ra_shape,
                                   "rest": nzw, "alast": 1, "plast": 1})
-        it, ra_in = p_it[-1], p_ra[-1]
         use = Signal(name="pl_use")
         mk = Signal(nzw, name="pl_mask")
         mz = Signal(nzw, name="pl_mz")
@@ -208,19 +204,19 @@ class Scanner(wiring.Component):
                      mk.eq(Mux(mz.any(), mz, 1))]
         lo = _lowest(mk)
         cg0 = Mux(use, _encode(lo), it.cg)
+        alast = Signal(name="pl_alast")       # the position has one word to issue
+        m.d.comb += alast.eq(~use | _at_most_one(mk))
         pnew = Signal(pent, name="pos_new", reset_less=True)
         pnew_on = Signal(name="pos_new_on")
-        m.d.sync += [pnew_on.eq(p_on[-1]), pnew.item.eq(it), pnew.item.cg.eq(cg0),
+        m.d.sync += [pnew_on.eq(p_on), pnew.item.eq(it), pnew.item.cg.eq(cg0),
                      pnew.item.first.eq(use | ~it.word | (it.cg == 0)),
-                     pnew.item.last.eq(it.last & (~use | _at_most_one(mk))),
-                     pnew.plast.eq(it.last),
+                     pnew.item.last.eq(it.last & alast), pnew.plast.eq(it.last),
                      pnew.base.eq(ra_in), pnew.ra0.eq(ra_in + Mux(use, cg0, 0)),
-                     pnew.rest.eq(Mux(use, mk & ~lo, 0)),
-                     pnew.alast.eq(~use | _at_most_one(mk))]
+                     pnew.rest.eq(Mux(use, mk & ~lo, 0)), pnew.alast.eq(alast)]
         phead, pocc = _shift_fifo(m, pent, P_DEPTH, pnew_on, pnew, load, "pfifo")
         # ---- X: one word of the position per clock -----------------------------------------
         x_on = Signal(name="x_on")
-        self._a_x = xa = Signal(item, name="x_item")
+        xa = Signal(item, name="x_item")
         xra = Signal(ra_shape, name="x_ra")
         xbase = Signal(ra_shape, name="x_base")
         xrest = Signal(nzw, name="x_rest")
